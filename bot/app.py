@@ -1,0 +1,77 @@
+"""Builds the running bot from its configuration and runs it until asked to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from nio import AsyncClient
+
+from bot.backoff import Backoff
+from bot.clock import Clock, utc_now
+from bot.config import Config
+from bot.matrix import LoginError, NioGateway, connect
+from bot.outbox import OutboxSender
+from bot.router import EventRouter
+from bot.sync import SyncLoop
+from commands import build_registry
+from storage import Database
+
+log = logging.getLogger(__name__)
+
+DATABASE_FILE = "patchwork.db"
+
+
+async def _connect_with_retry(config: Config, stop: asyncio.Event) -> AsyncClient | None:
+    """Log in, waiting out a homeserver that is not up yet; a refused login is final."""
+    backoff = Backoff(initial=1.0, maximum=30.0)
+    while not stop.is_set():
+        try:
+            return await connect(config)
+        except LoginError:
+            raise
+        except (OSError, TimeoutError) as exc:
+            log.warning("homeserver %s not reachable (%s); retrying", config.homeserver.url, exc)
+            await backoff.wait(stop)
+    return None
+
+
+async def run_bot(config: Config, *, stop: asyncio.Event, clock: Clock = utc_now) -> None:
+    """Run until `stop` is set; every piece is built here and handed down (no globals)."""
+    config.storage.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    db = await Database.open(config.storage.path / DATABASE_FILE, clock=clock)
+    try:
+        client = await _connect_with_retry(config, stop)
+        if client is None:
+            return
+        try:
+            outbox = OutboxSender(db, client)
+            registry = build_registry()
+            router = EventRouter(
+                client=client, config=config, registry=registry, gateway=NioGateway(client)
+            )
+            sync_loop = SyncLoop(
+                client=client, db=db, router=router, outbox=outbox, config=config
+            )
+            log.info("Patchwork is running as %s (device %s)", client.user_id, client.device_id)
+            tasks = [
+                asyncio.create_task(sync_loop.run(stop), name="sync"),
+                asyncio.create_task(outbox.run(stop), name="outbox"),
+            ]
+            stop_task = asyncio.create_task(stop.wait())
+            await asyncio.wait(
+                [*tasks, stop_task], return_when=asyncio.FIRST_COMPLETED
+            )
+            stop.set()
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+            for task, result in zip(tasks, results, strict=True):
+                if isinstance(result, BaseException) and not isinstance(
+                    result, asyncio.CancelledError
+                ):
+                    log.error("%s loop failed", task.get_name(), exc_info=result)
+                    raise result
+        finally:
+            await client.close()
+    finally:
+        await db.close()
+    log.info("Patchwork stopped")

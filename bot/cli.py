@@ -1,0 +1,64 @@
+"""The `patchwork` command: `run --config FILE` runs the bot, `check-config FILE` validates."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from bot.config import ConfigError, load_config
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="patchwork", description="Patchwork: keeps the team around a family connected."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the bot")
+    run.add_argument("--config", required=True, type=Path, help="path to the YAML configuration")
+    check = sub.add_parser("check-config", help="validate a configuration file and exit")
+    check.add_argument("config", type=Path, help="path to the YAML configuration")
+    return parser
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # nio logs every request at INFO; keep the operator's log readable.
+    logging.getLogger("nio").setLevel(max(logging.WARNING, getattr(logging, level)))
+
+
+async def _run(config_path: Path) -> int:
+    from bot.app import run_bot
+
+    config = load_config(config_path)
+    _setup_logging(config.logging.level)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await run_bot(config, stop=stop)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "check-config":
+            config = load_config(args.config)
+            print(f"{args.config}: OK (bot {config.bot.user_id} on {config.homeserver.url})")
+            return 0
+        return asyncio.run(_run(args.config))
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

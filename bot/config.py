@@ -1,0 +1,715 @@
+"""Patchwork's configuration: one YAML file, checked in full before the bot starts.
+
+Operators are council IT teams, not Python developers, so every problem is reported in one go,
+each naming its key path (``prompts.interval``) and what was expected, instead of pydantic's raw
+dump. Secrets come from the environment through ``${NAME}`` references so that the file itself
+can be kept in version control. All models are frozen: the configuration is read once at start-up
+and handed down to whatever needs it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Mapping, Sequence
+from datetime import time, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+
+from bot.durations import Duration, format_duration
+from bot.working_hours import WEEKDAY_CODES, WorkingHours, parse_weekday
+
+__all__ = [
+    "BotConfig",
+    "Config",
+    "ConfigError",
+    "HomeserverConfig",
+    "LoggingConfig",
+    "PolicyConfig",
+    "PromptsConfig",
+    "StorageConfig",
+    "WorkingHoursConfig",
+    "load_config",
+    "parse_config",
+]
+
+Loc = tuple[str | int, ...]
+
+_SERVER_NAME = r"(?:[0-9A-Za-z.-]{1,255}|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?"
+_SERVER_NAME_RE = re.compile(_SERVER_NAME)
+_USER_ID_RE = re.compile(rf"@(?P<localpart>[\x21-\x39\x3B-\x7E]+):(?P<server>{_SERVER_NAME})")
+_DEVICE_ID_RE = re.compile(r"[A-Za-z0-9_]+")
+_CLOCK_RE = re.compile(r"(?P<hour>[01]?\d|2[0-3]):(?P<minute>[0-5]\d)(?::(?P<second>[0-5]\d))?")
+_ENV_REFERENCE_RE = re.compile(r"\$(?P<escaped>\$?)\{(?P<name>[^{}]*)\}")
+_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_UNCLOSED_REFERENCE_RE = re.compile(r"\$\{(?![^{}]*\})")
+_PICKLE_KEY_MIN_LENGTH = 16
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; problems lists every reason, one per key."""
+
+    def __init__(self, source: str, problems: Sequence[str]) -> None:
+        self.source = source
+        self.problems = list(problems)
+        super().__init__(source, self.problems)
+
+    def __str__(self) -> str:
+        count = len(self.problems)
+        heading = f"The configuration in {self.source} has {count} problem{'s' * (count != 1)}:"
+        return "\n".join([heading, *(f"  - {problem}" for problem in self.problems)])
+
+
+class _KeyProblem(ValueError):
+    """Raised by a section's own checks to blame one of its keys rather than the whole section."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+# Field types shared by several sections. Each raises ValueError with an operator-facing message,
+# even for a wrong type: pydantic reports ValueError as a validation problem but lets TypeError out.
+
+
+def _user_id(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(  # noqa: TRY004
+            f"should be a Matrix user id, not {_kind(value)} "
+            '(expected @name:server in quotes, e.g. "@patchwork:example.org")'
+        )
+    if len(value) > 255 or not _USER_ID_RE.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a Matrix user id (expected @name:server, e.g. "
+            '"@patchwork:example.org", in quotes because YAML treats a leading @ specially)'
+        )
+    return value
+
+
+def _server_of(user_id: str) -> str:
+    return user_id.split(":", 1)[1].lower()
+
+
+def _clock_time(value: Any) -> time:
+    if isinstance(value, time):
+        if value.tzinfo is not None:
+            raise ValueError("should be a wall-clock time; the zone belongs in prompts.timezone")
+        return value
+    if isinstance(value, str):
+        match = _CLOCK_RE.fullmatch(value.strip())
+        if match:
+            return time(int(match["hour"]), int(match["minute"]), int(match["second"] or 0))
+        raise ValueError(
+            f"{value!r} is not a time of day (expected HH:MM on the 24-hour clock, e.g. 09:00)"
+        )
+    raise ValueError(
+        f"should be a time of day, not {_kind(value)} "
+        '(expected HH:MM on the 24-hour clock in quotes, e.g. "09:00")'
+    )
+
+
+def _weekday_code(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(  # noqa: TRY004
+            f"should be a day code, not {_kind(value)} (expected {', '.join(WEEKDAY_CODES)})"
+        )
+    return WEEKDAY_CODES[parse_weekday(value)]
+
+
+def _format_clock(value: time) -> str:
+    return value.strftime("%H:%M:%S" if value.second else "%H:%M")
+
+
+UserId = Annotated[str, PlainValidator(_user_id, json_schema_input_type=str)]
+ClockTime = Annotated[
+    time,
+    PlainValidator(_clock_time, json_schema_input_type=str),
+    PlainSerializer(_format_clock, return_type=str),
+]
+WeekdayCode = Annotated[str, PlainValidator(_weekday_code, json_schema_input_type=str)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HomeserverConfig(_Section):
+    """Where the bot's Matrix account lives."""
+
+    url: str = Field(
+        description="the homeserver's base URL, e.g. https://matrix.example.org",
+    )
+
+    @field_validator("url", mode="after")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        try:
+            parts.port  # noqa: B018 - parsing the port is what validates it
+        except ValueError:
+            raise ValueError(
+                f"{value!r} has an invalid port number (expected a port from 1 to 65535, "
+                "e.g. https://matrix.example.org:8448, or none)"
+            ) from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                f"{value!r} is not a web address (expected http:// or https:// followed by "
+                "the homeserver's name, e.g. https://matrix.example.org)"
+            )
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise ValueError(
+                f"{value!r} should be a plain base URL without ?query, #fragment or user:password@"
+            )
+        return value.strip().rstrip("/")
+
+
+class BotConfig(_Section):
+    """The bot's own Matrix account and how it talks to the homeserver."""
+
+    user_id: UserId = Field(description='the bot\'s Matrix user id, e.g. "@patchwork:example.org"')
+    password: SecretStr | None = Field(
+        default=None, description="the bot account's password, e.g. ${PATCHWORK_BOT_PASSWORD}"
+    )
+    access_token: SecretStr | None = Field(
+        default=None, description="an access token for the bot account, instead of a password"
+    )
+    device_id: str = Field(
+        default="PATCHWORK",
+        description="a fixed device id of letters, digits and underscores, e.g. PATCHWORK",
+    )
+    display_name: str = Field(
+        default="Patchwork", min_length=1, description="the name shown for the bot in rooms"
+    )
+    sync_timeout: Duration = Field(
+        default=timedelta(seconds=30), description="a duration such as 30s"
+    )
+    undecryptable_grace: Duration = Field(
+        default=timedelta(minutes=2),
+        description="a duration such as 2m: how long to wait for a missing room key",
+    )
+    timeline_limit: int = Field(
+        default=50, ge=1, le=1000, description="a whole number of events from 1 to 1000"
+    )
+
+    @field_validator("password", "access_token", mode="after")
+    @classmethod
+    def _not_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value():
+            raise ValueError(
+                "is empty (expected the secret itself; if it comes from ${NAME}, "
+                "that environment variable is set but empty)"
+            )
+        return value
+
+    @field_validator("device_id", mode="after")
+    @classmethod
+    def _check_device_id(cls, value: str) -> str:
+        if not _DEVICE_ID_RE.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not a usable device id "
+                "(expected letters, digits and underscores only, e.g. PATCHWORK)"
+            )
+        return value
+
+    @field_validator("timeline_limit", mode="before")
+    @classmethod
+    def _no_booleans(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("should be a whole number from 1 to 1000, not true/false")  # noqa: TRY004
+        return value
+
+    @model_validator(mode="after")
+    def _one_way_to_log_in(self) -> Self:
+        if self.password is None and self.access_token is None:
+            raise _KeyProblem(
+                "password",
+                "is missing (expected exactly one of bot.password or bot.access_token)",
+            )
+        if self.password is not None and self.access_token is not None:
+            raise _KeyProblem(
+                "access_token",
+                "cannot be used together with bot.password "
+                "(expected exactly one of bot.password or bot.access_token)",
+            )
+        return self
+
+
+class StorageConfig(_Section):
+    """Where Patchwork keeps its database, end-to-end encryption store and signing keys."""
+
+    path: Path = Field(
+        description="a folder for the bot's data, e.g. ./data (relative to the config file)"
+    )
+    pickle_key: SecretStr = Field(
+        description="a long random secret that encrypts the E2EE store, "
+        "e.g. ${PATCHWORK_PICKLE_KEY}"
+    )
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _not_blank(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("is empty (expected a folder for the bot's data, e.g. ./data)")
+        return value
+
+    @field_validator("path", mode="after")
+    @classmethod
+    def _absolute(cls, value: Path, info: ValidationInfo) -> Path:
+        """Resolve against the config file's folder so the bot does not depend on its cwd."""
+        value = value.expanduser()
+        if value.is_absolute():
+            return value
+        context = info.context if isinstance(info.context, Mapping) else {}
+        base = context.get("base_dir") or Path.cwd()
+        return Path(base).absolute() / value
+
+    @field_validator("pickle_key", mode="after")
+    @classmethod
+    def _long_enough(cls, value: SecretStr) -> SecretStr:
+        length = len(value.get_secret_value())
+        if length < _PICKLE_KEY_MIN_LENGTH:
+            raise ValueError(
+                f"is too short: it has {length} characters (expected at least "
+                f"{_PICKLE_KEY_MIN_LENGTH} characters of random text, "
+                "e.g. the output of `openssl rand -hex 32`)"
+            )
+        return value
+
+
+class PolicyConfig(_Section):
+    """Who may be on a family team and who runs the bot."""
+
+    allowed_servers: tuple[str, ...] = Field(
+        description="a list of homeserver names whose users may join teams, e.g. [example.org]"
+    )
+    admins: tuple[UserId, ...] = Field(
+        default=(), description='a list of Matrix user ids, e.g. ["@it-admin:example.org"]'
+    )
+    family_creators: Literal["anyone", "admins"] = Field(
+        default="anyone", description="who may create family rooms: anyone or admins"
+    )
+
+    @field_validator("allowed_servers", mode="after")
+    @classmethod
+    def _server_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        names: list[str] = []
+        for raw in value:
+            name = raw.strip().lower()
+            if not _SERVER_NAME_RE.fullmatch(name):
+                raise ValueError(
+                    f"{raw!r} is not a server name (expected just the name as it appears "
+                    "after the colon in user ids, e.g. example.org)"
+                )
+            if name not in names:
+                names.append(name)
+        if not names:
+            raise ValueError(
+                "is empty (expected at least one server name, e.g. [example.org]; "
+                "otherwise nobody could join a team)"
+            )
+        return tuple(names)
+
+    @model_validator(mode="after")
+    def _admins_on_allowed_servers(self) -> Self:
+        foreign = [admin for admin in self.admins if _server_of(admin) not in self.allowed_servers]
+        if foreign:
+            raise _KeyProblem(
+                "admins",
+                f"{', '.join(foreign)} {'is' if len(foreign) == 1 else 'are'} not on an allowed "
+                f"server (expected users of {', '.join(self.allowed_servers)}, "
+                "as listed in policy.allowed_servers)",
+            )
+        return self
+
+
+class WorkingHoursConfig(_Section):
+    """The days and local times at which prompts may be sent."""
+
+    days: tuple[WeekdayCode, ...] = Field(
+        default=("MO", "TU", "WE", "TH", "FR"),
+        description=f"a list of day codes from {', '.join(WEEKDAY_CODES)}, e.g. [MO, TU, WE]",
+    )
+    start: ClockTime = Field(default=time(9), description='a time such as "09:00"')
+    end: ClockTime = Field(default=time(17), description='a time such as "17:00"')
+
+    @field_validator("days", mode="after")
+    @classmethod
+    def _week_order(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError(
+                f"is empty (expected at least one day from {', '.join(WEEKDAY_CODES)})"
+            )
+        return tuple(code for code in WEEKDAY_CODES if code in value)
+
+    @model_validator(mode="after")
+    def _start_before_end(self) -> Self:
+        if self.start >= self.end:
+            raise _KeyProblem(
+                "end",
+                f"{_format_clock(self.end)} is not after start {_format_clock(self.start)} "
+                "(expected an end later the same day; working hours cannot cross midnight)",
+            )
+        return self
+
+
+class PromptsConfig(_Section):
+    """The still-involved check: how often, when to remind, when to give up."""
+
+    interval: Duration = Field(
+        default=timedelta(weeks=8), description="a duration such as 8w, 56d or P8W"
+    )
+    remind_after: Duration = Field(default=timedelta(days=3), description="a duration such as 3d")
+    lapse_after: Duration = Field(default=timedelta(days=14), description="a duration such as 14d")
+    remove_on_lapse: bool = Field(
+        default=True,
+        description="true to remove lapsed practitioners from the room, false to keep them",
+    )
+    working_hours: WorkingHoursConfig = Field(
+        default_factory=WorkingHoursConfig,
+        description="a section with days, start and end",
+    )
+    timezone: str = Field(
+        default="Europe/London",
+        description="an IANA timezone name such as Europe/London",
+    )
+
+    @field_validator("timezone", mode="after")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            close = difflib.get_close_matches(value, sorted(available_timezones()), n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise ValueError(
+                f"{value!r} is not a known timezone "
+                f"({hint}expected an IANA name such as Europe/London or America/New_York)"
+            ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _lapse_after_reminder(self) -> Self:
+        if self.lapse_after <= self.remind_after:
+            raise _KeyProblem(
+                "lapse_after",
+                f"{format_duration(self.lapse_after)} is not longer than prompts.remind_after "
+                f"{format_duration(self.remind_after)} (expected the reminder to come before "
+                "the involvement lapses)",
+            )
+        return self
+
+    @property
+    def working_schedule(self) -> WorkingHours:
+        """The working hours in the configured timezone, ready for next_open()."""
+        return WorkingHours.from_names(
+            self.working_hours.days,
+            self.working_hours.start,
+            self.working_hours.end,
+            ZoneInfo(self.timezone),
+        )
+
+
+class LoggingConfig(_Section):
+    """How much the bot writes to its log."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="one of DEBUG, INFO, WARNING or ERROR"
+    )
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+
+class Config(_Section):
+    """The whole configuration file."""
+
+    homeserver: HomeserverConfig = Field(description="a section with the homeserver's url")
+    bot: BotConfig = Field(description="a section with user_id and either password or access_token")
+    storage: StorageConfig = Field(description="a section with path and pickle_key")
+    policy: PolicyConfig = Field(description="a section with at least allowed_servers")
+    prompts: PromptsConfig = Field(
+        default_factory=PromptsConfig, description="a section of prompt settings"
+    )
+    logging: LoggingConfig = Field(
+        default_factory=LoggingConfig, description="a section with level"
+    )
+
+
+def load_config(path: Path) -> Config:
+    """Read and check the YAML file; relative paths inside it are relative to its folder."""
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(source, ["the file is not UTF-8 text"]) from None
+    except OSError as exc:
+        raise ConfigError(source, [f"cannot read the file: {exc.strerror or exc}"]) from None
+    try:
+        data = yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise ConfigError(source, [_describe_yaml_error(exc)]) from None
+    if data is None:
+        raise ConfigError(
+            source,
+            ["the file is empty (expected the sections homeserver, bot, storage and policy)"],
+        )
+    if not isinstance(data, Mapping):
+        raise ConfigError(
+            source,
+            [f"the file should hold sections of settings (key: value lines), not {_kind(data)}"],
+        )
+    return parse_config(data, source=source, environ=None, base_dir=path.parent)
+
+
+def parse_config(
+    data: Mapping[str, Any],
+    *,
+    source: str = "<config>",
+    environ: Mapping[str, str] | None = None,
+    base_dir: Path | None = None,
+) -> Config:
+    """Check already-loaded settings; ${NAME} references are filled from environ (os.environ).
+
+    Relative storage paths are resolved against base_dir (the current folder if not given).
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError(source, [f"the settings should be a mapping, not {_kind(data)}"])
+    env_problems: dict[Loc, str] = {}
+    filled = _substitute(data, os.environ if environ is None else environ, (), env_problems)
+    config: Config | None = None
+    found: list[tuple[Loc, str]] = []
+    try:
+        config = Config.model_validate(filled, context={"base_dir": base_dir})
+    except ValidationError as exc:
+        found = _describe_validation_error(exc)
+    problems = [f"{_key_path(loc)}: {message}" for loc, message in env_problems.items()]
+    problems += [
+        f"{_key_path(loc)}: {message}"
+        for loc, message in found
+        # A key whose variable is missing would only add a confusing second complaint.
+        if not any(loc[: len(bad)] == bad for bad in env_problems)
+    ]
+    if problems or config is None:
+        raise ConfigError(source, problems)
+    return config
+
+
+def _substitute(value: Any, environ: Mapping[str, str], loc: Loc, problems: dict[Loc, str]) -> Any:
+    """Fill ${NAME} references in every string; $${NAME} stands for a literal ${NAME}."""
+    if isinstance(value, Mapping):
+        return {
+            key: _substitute(item, environ, (*loc, str(key)), problems)
+            for key, item in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [
+            _substitute(item, environ, (*loc, index), problems) for index, item in enumerate(value)
+        ]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+
+    def fill(match: re.Match[str]) -> str:
+        name = match["name"]
+        if match["escaped"]:
+            return "${" + name + "}"
+        if not _ENV_NAME_RE.fullmatch(name):
+            problems.setdefault(
+                loc,
+                f"{match[0]!r} is not a valid environment variable reference "
+                "(expected ${NAME} with letters, digits and underscores)",
+            )
+            return ""
+        if name not in environ:
+            problems.setdefault(
+                loc,
+                f"the environment variable {name} is not set "
+                "(expected it to hold this value when the bot starts)",
+            )
+            return ""
+        return environ[name]
+
+    if _UNCLOSED_REFERENCE_RE.search(value):
+        problems.setdefault(
+            loc, "has a ${ without its closing } (expected ${NAME} to read an environment variable)"
+        )
+        return value
+    return _ENV_REFERENCE_RE.sub(fill, value)
+
+
+def _describe_validation_error(exc: ValidationError) -> list[tuple[Loc, str]]:
+    described: list[tuple[Loc, str]] = []
+    for error in exc.errors(include_url=False):
+        loc: Loc = tuple(error["loc"])
+        ctx = error.get("ctx") or {}
+        cause = ctx.get("error")
+        if isinstance(cause, _KeyProblem):
+            loc = (*loc, cause.key)
+        described.append((loc, _describe_error(loc, error["type"], error["input"], ctx)))
+    return described
+
+
+def _describe_error(loc: Loc, kind: str, value: Any, ctx: Mapping[str, Any]) -> str:
+    """Turn one pydantic error into 'what is wrong (expected ...)'."""
+    if kind in ("value_error", "assertion_error"):
+        return str(ctx.get("error", "is not valid"))
+    if kind == "extra_forbidden":
+        return _unknown_key(loc)
+    problem = _problem_text(kind, value, ctx)
+    field = _field_at(loc)
+    if field is not None and field.description and not isinstance(loc[-1], int):
+        return f"{problem} (expected {field.description})"
+    return problem
+
+
+def _problem_text(kind: str, value: Any, ctx: Mapping[str, Any]) -> str:
+    if kind == "missing":
+        return "is missing"
+    if value is None:
+        return "has no value"
+    if kind in ("model_type", "dict_type", "model_attributes_type"):
+        return f"should be a section of settings (key: value lines), not {_kind(value)}"
+    if kind in ("string_type", "path_type"):
+        return f"should be text, not {_kind(value)}"
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        return f"should be a whole number, not {_kind(value)}"
+    if kind in ("bool_type", "bool_parsing"):
+        return f"{value!r} is not true or false"
+    if kind in ("list_type", "tuple_type", "set_type", "iterable_type"):
+        return f"should be a list, not {_kind(value)}"
+    if kind == "literal_error":
+        return f"{value!r} is not one of the choices"
+    if kind == "greater_than_equal":
+        return f"{value!r} is too small"
+    if kind == "less_than_equal":
+        return f"{value!r} is too large"
+    if kind in ("string_too_short", "too_short"):
+        return "is empty"
+    return f"is not valid ({kind})"
+
+
+def _unknown_key(loc: Loc) -> str:
+    model = _model_at(loc[:-1])
+    known = list(model.model_fields) if model is not None else []
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+    hint = f"did you mean {_key_path((*loc[:-1], close[0]))}? " if close else ""
+    return f"is not a known setting ({hint}expected one of: {', '.join(known)})"
+
+
+def _model_at(loc: Loc) -> type[BaseModel] | None:
+    model: type[BaseModel] | None = Config
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if model is None or part not in model.model_fields:
+            return None
+        model = _section_type(model.model_fields[part])
+    return model
+
+
+def _field_at(loc: Loc) -> FieldInfo | None:
+    names = [part for part in loc if isinstance(part, str)]
+    if not names:
+        return None
+    parent = _model_at(tuple(names[:-1]))
+    if parent is None:
+        return None
+    return parent.model_fields.get(names[-1])
+
+
+def _section_type(field: FieldInfo) -> type[BaseModel] | None:
+    annotation = field.annotation
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return None
+
+
+def _key_path(loc: Loc) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else part
+    return path or "(top level)"
+
+
+def _kind(value: Any) -> str:
+    """Name a YAML value's type the way an operator would."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return f"the number {value}"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, Mapping):
+        return "a section"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return f"a {type(value).__name__}"
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """YAML as operators expect it: duplicate keys are errors and 9:30 stays text.
+
+    Plain YAML 1.1 silently keeps the last of two identical keys and reads 17:30 as the
+    base-60 number 1050, both of which would turn a typo into a wrong setting.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[str] = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                if key_node.value in seen:
+                    raise yaml.constructor.ConstructorError(
+                        "while reading a section",
+                        node.start_mark,
+                        f"the key {key_node.value!r} appears twice",
+                        key_node.start_mark,
+                    )
+                seen.add(key_node.value)
+        return super().construct_mapping(node, deep=deep)
+
+
+_NUMBER_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+_ConfigLoader.yaml_implicit_resolvers = {
+    first: [
+        (tag, re.compile(r"(?![^:]*:)" + pattern.pattern, pattern.flags))
+        if tag in _NUMBER_TAGS
+        else (tag, pattern)
+        for tag, pattern in resolvers
+    ]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _describe_yaml_error(exc: yaml.YAMLError) -> str:
+    if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
+        return f"the file is not valid YAML: {exc}"
+    mark = exc.problem_mark
+    problem = exc.problem or "cannot be read"
+    hint = ""
+    if "'@'" in problem or "'`'" in problem:
+        hint = " (values starting with @, such as Matrix user ids, must be in quotes)"
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}{hint}"

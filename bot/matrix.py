@@ -1,0 +1,194 @@
+"""The bot's Matrix connection: login with a stable device, the persistent E2EE store,
+device keys and cross-signing, and the narrow gateway that commands and rooms use."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from pathlib import Path
+
+from nio import (
+    AsyncClient,
+    AsyncClientConfig,
+    JoinedMembersResponse,
+    KeysQueryResponse,
+    LoginResponse,
+    ProfileGetDisplayNameResponse,
+    ProfileGetResponse,
+    WhoamiResponse,
+)
+
+from bot.config import Config
+from bot.crosssigning import ensure_cross_signed
+
+log = logging.getLogger(__name__)
+
+SESSION_FILE = "session.json"
+CROSS_SIGNING_FILE = "cross_signing_keys.json"
+E2EE_STORE_DIR = "e2ee"
+
+
+class LoginError(Exception):
+    """The bot could not log in; the message says what the operator should check."""
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only the bot's user can read, replacing it atomically."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _read_session(path: Path) -> dict[str, str] | None:
+    if not path.exists():
+        return None
+    data: dict[str, str] = json.loads(path.read_text(encoding="utf-8"))
+    return data
+
+
+def _make_client(config: Config) -> AsyncClient:
+    store = config.storage.path / E2EE_STORE_DIR
+    store.mkdir(parents=True, exist_ok=True, mode=0o700)
+    client_config = AsyncClientConfig(
+        encryption_enabled=True,
+        # The sync token lives in our database, committed with the effects of the events.
+        store_sync_tokens=False,
+        pickle_key=config.storage.pickle_key.get_secret_value(),
+        # 429s are waited out for as long as the server asks (None = no cap).
+        max_limit_exceeded=None,
+        # Connection failures surface to our own loops, which back off and retry.
+        max_timeouts=2,
+        request_timeout=config.bot.sync_timeout.total_seconds() + 30,
+    )
+    return AsyncClient(
+        config.homeserver.url,
+        config.bot.user_id,
+        device_id=config.bot.device_id,
+        store_path=str(store),
+        config=client_config,
+    )
+
+
+async def connect(config: Config) -> AsyncClient:
+    """Log in (reusing the saved access token when it still works) and make the device usable.
+
+    The device id is fixed by configuration so the E2EE store and the cross-signature stay
+    valid across restarts.
+    """
+    client = _make_client(config)
+    session_path = config.storage.path / SESSION_FILE
+    try:
+        await _login(client, config, session_path)
+        if client.should_upload_keys:
+            response = await client.keys_upload()
+            log.info("uploaded device keys: %s", type(response).__name__)
+        password = config.bot.password.get_secret_value() if config.bot.password else None
+        await ensure_cross_signed(
+            client, config.storage.path / CROSS_SIGNING_FILE, password=password
+        )
+        await _ensure_display_name(client, config.bot.display_name)
+    except BaseException:
+        await client.close()
+        raise
+    return client
+
+
+async def _login(client: AsyncClient, config: Config, session_path: Path) -> None:
+    user_id, device_id = config.bot.user_id, config.bot.device_id
+    if config.bot.access_token is not None:
+        client.restore_login(user_id, device_id, config.bot.access_token.get_secret_value())
+        await _check_token(client, user_id)
+        return
+    saved = await asyncio.to_thread(_read_session, session_path)
+    if saved is not None:
+        if saved.get("user_id") == user_id and saved.get("device_id") == device_id:
+            client.restore_login(user_id, device_id, saved["access_token"])
+            whoami = await client.whoami()
+            if isinstance(whoami, WhoamiResponse) and whoami.user_id == user_id:
+                log.info("restored session for %s device %s", user_id, device_id)
+                return
+            log.info("saved access token no longer works; logging in again")
+            client.access_token = ""
+    assert config.bot.password is not None  # the config model guarantees one of the two
+    response = await client.login(
+        config.bot.password.get_secret_value(), device_name=config.bot.display_name
+    )
+    if not isinstance(response, LoginResponse):
+        raise LoginError(
+            f"could not log in as {user_id} at {config.homeserver.url}: "
+            f"{getattr(response, 'message', response)}"
+        )
+    if response.device_id != device_id:
+        raise LoginError(
+            f"the homeserver gave device {response.device_id}, expected {device_id}"
+        )
+    await asyncio.to_thread(
+        _write_private,
+        session_path,
+        json.dumps(
+            {"user_id": user_id, "device_id": device_id, "access_token": response.access_token}
+        ),
+    )
+    log.info("logged in as %s device %s", user_id, device_id)
+
+
+async def _check_token(client: AsyncClient, user_id: str) -> None:
+    whoami = await client.whoami()
+    if not isinstance(whoami, WhoamiResponse):
+        raise LoginError(f"bot.access_token was refused: {getattr(whoami, 'message', whoami)}")
+    if whoami.user_id != user_id:
+        raise LoginError(f"bot.access_token belongs to {whoami.user_id}, not {user_id}")
+
+
+async def _ensure_display_name(client: AsyncClient, display_name: str) -> None:
+    current = await client.get_displayname(client.user_id)
+    if isinstance(current, ProfileGetDisplayNameResponse) and current.displayname == display_name:
+        return
+    await client.set_displayname(display_name)
+
+
+async def refresh_device_keys(client: AsyncClient) -> None:
+    """Do the key housekeeping that nio's sync_forever would do after each sync."""
+    if client.should_upload_keys:
+        await client.keys_upload()
+    if client.should_query_keys:
+        response = await client.keys_query()
+        if not isinstance(response, KeysQueryResponse):
+            log.warning("key query failed: %s", response)
+    if client.should_claim_keys:
+        await client.keys_claim(client.get_users_for_key_claiming())
+    await client.send_to_device_messages()
+
+
+class NioGateway:
+    """What commands and rooms may ask of Matrix, answered by the live nio client."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    async def get_display_name(self, user_id: str) -> str | None:
+        response = await self._client.get_displayname(user_id)
+        if isinstance(response, ProfileGetDisplayNameResponse):
+            return response.displayname
+        return None
+
+    async def user_exists(self, user_id: str) -> bool:
+        response = await self._client.get_profile(user_id)
+        return isinstance(response, ProfileGetResponse)
+
+    async def room_members(self, room_id: str) -> dict[str, str]:
+        room = self._client.rooms.get(room_id)
+        if room is not None and room.members_synced:
+            members = {user: "join" for user in room.users if user not in room.invited_users}
+            members.update({user: "invite" for user in room.invited_users})
+            return members
+        response = await self._client.joined_members(room_id)
+        if isinstance(response, JoinedMembersResponse):
+            return {member.user_id: "join" for member in response.members}
+        return {}

@@ -1,0 +1,157 @@
+"""Sends what the bot has decided to say or do, exactly once, from the outbox table.
+
+Every item was written with a deterministic transaction id in the same database transaction
+as the event that caused it. The sender retries until the homeserver accepts the item;
+Synapse deduplicates a transaction id per device, so a retry after a crash (sent, but not yet
+marked as sent) cannot produce a second message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from datetime import timedelta
+from typing import Any
+
+from nio import (
+    AsyncClient,
+    ErrorResponse,
+    RoomInviteResponse,
+    RoomKickResponse,
+    RoomLeaveResponse,
+)
+
+from bot.backoff import Backoff
+from bot.matrix import refresh_device_keys
+from storage import Database, OutboxItem
+
+log = logging.getLogger(__name__)
+
+# Errors that retrying will never fix: the item is marked failed and logged.
+PERMANENT_ERRORS = {"M_FORBIDDEN", "M_NOT_FOUND", "M_BAD_JSON", "M_NOT_JSON", "M_TOO_LARGE"}
+MAX_RETRY_DELAY = timedelta(minutes=5)
+IDLE_POLL_SECONDS = 30.0
+
+
+def transaction_id(*parts: str) -> str:
+    """A stable transaction id derived from what caused the send (e.g. event id + index)."""
+    digest = hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:32]
+    return f"pw{digest}"
+
+
+class OutboxSender:
+    """Drains the outbox in order; wake() after committing new items for an immediate send."""
+
+    def __init__(self, db: Database, client: AsyncClient) -> None:
+        self._db = db
+        self._client = client
+        self._wake = asyncio.Event()
+        self._backoff = Backoff(initial=1.0, maximum=60.0)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self._wake.clear()
+            try:
+                sent_any = await self.drain_once()
+            except Exception:
+                log.exception("outbox pass failed; retrying")
+                await self._backoff.wait(stop)
+                continue
+            if sent_any:
+                continue
+            await self._wait_for_work(stop)
+
+    async def _wait_for_work(self, stop: asyncio.Event) -> None:
+        async with self._db.read() as tx:
+            next_time = await tx.outbox.next_attempt_time()
+            now = tx.now()
+        timeout = IDLE_POLL_SECONDS
+        if next_time is not None:
+            timeout = max(0.0, min(timeout, (next_time - now).total_seconds()))
+        wake_task = asyncio.ensure_future(self._wake.wait())
+        stop_task = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait(
+                {wake_task, stop_task}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            wake_task.cancel()
+            stop_task.cancel()
+
+    async def drain_once(self, limit: int = 50) -> bool:
+        """Send every due item once; return True if anything was attempted."""
+        async with self._db.read() as tx:
+            items = await tx.outbox.due(limit)
+        for item in items:
+            await self._send_one(item)
+        return bool(items)
+
+    async def _send_one(self, item: OutboxItem) -> None:
+        try:
+            response = await self._perform(item)
+        except Exception as exc:
+            # Connection failures, a room not yet known to the client, a key-sharing error:
+            # all are worth another try later.
+            log.debug("outbox item %s raised", item.id, exc_info=True)
+            await self._retry(item, f"{type(exc).__name__}: {exc}")
+            return
+        if isinstance(response, ErrorResponse):
+            code = response.status_code or ""
+            message = f"{code} {response.message}"
+            if code in PERMANENT_ERRORS:
+                log.error("outbox item %s (%s) failed for good: %s", item.id, item.kind, message)
+                async with self._db.transaction() as tx:
+                    await tx.outbox.mark_failed(item.id, message)
+                return
+            await self._retry(item, message)
+            return
+        self._backoff.reset()
+        result = getattr(response, "event_id", None)
+        async with self._db.transaction() as tx:
+            await tx.outbox.mark_sent(item.id, result)
+
+    async def _retry(self, item: OutboxItem, error: str) -> None:
+        delay = min(MAX_RETRY_DELAY, timedelta(seconds=2 ** min(item.attempts, 10)))
+        log.warning("outbox item %s (%s) will be retried in %s: %s", item.id, item.kind,
+                    delay, error)
+        async with self._db.transaction() as tx:
+            await tx.outbox.mark_retry(item.id, error, tx.now() + delay)
+
+    async def _perform(self, item: OutboxItem) -> Any:
+        payload = item.payload
+        client = self._client
+        if item.kind == "message":
+            room = client.rooms.get(item.room_id)
+            if room is not None and room.encrypted:
+                # Know every member's devices before encrypting, or someone misses the key.
+                await refresh_device_keys(client)
+            return await client.room_send(
+                item.room_id,
+                payload.get("type", "m.room.message"),
+                payload["content"],
+                tx_id=item.txn_id,
+                ignore_unverified_devices=True,
+            )
+        if item.kind == "invite":
+            return _ok_if(await client.room_invite(item.room_id, payload["user_id"]),
+                          RoomInviteResponse)
+        if item.kind == "kick":
+            return _ok_if(
+                await client.room_kick(item.room_id, payload["user_id"], payload.get("reason")),
+                RoomKickResponse,
+            )
+        if item.kind == "leave":
+            return _ok_if(await client.room_leave(item.room_id), RoomLeaveResponse)
+        raise ValueError(f"unknown outbox item kind {item.kind!r}")
+
+
+def _ok_if(response: Any, expected: type) -> Any:
+    """Room actions answer with their own response types; pass errors through unchanged."""
+    if isinstance(response, expected | ErrorResponse):
+        return response
+    raise TypeError(f"unexpected response {type(response).__name__}")
+

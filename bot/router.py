@@ -1,0 +1,109 @@
+"""Decides what one room event means for Patchwork and records its effects.
+
+The handler chain, for each event the sync loop hands over (inside the event's database
+transaction, after the inbox says it is new):
+1. events sent by the bot itself are ignored;
+2. a text message in a room that is not end-to-end encrypted gets, once per room, a notice
+   saying why the bot will not work there, and nothing else;
+3. a text message that was not decrypted (plain text in an encrypted room) is ignored;
+4. any other text message goes to the command dispatcher, which answers commands and ignores
+   chatter; its replies are written to the outbox in the same transaction.
+Errors inside a command are handled by the dispatcher (see commands.dispatcher); an error here
+propagates to the sync loop, which logs it and records the event as processed so one bad event
+cannot block the room.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from nio import AsyncClient, MatrixRoom, RoomMessageText
+
+from bot.config import Config
+from bot.outbox import transaction_id
+from commands.context import CommandContext, RoomKind
+from commands.dispatcher import Dispatcher
+from commands.parser import command_text, parse_invocation
+from commands.registry import CommandRegistry
+from commands.reply import Reply
+from storage import Transaction
+
+log = logging.getLogger(__name__)
+
+UNENCRYPTED_FLAG = "unencrypted_warning"
+UNENCRYPTED_WARNING = (
+    "I only work in end-to-end encrypted rooms, because the people we support deserve "
+    "privacy. Please turn on encryption in this room's security settings (it cannot be "
+    "turned off again), or start a new encrypted room and invite me there."
+)
+
+
+class EventRouter:
+    """Routes decrypted room events to commands; later, membership to the roster."""
+
+    def __init__(
+        self,
+        *,
+        client: AsyncClient,
+        config: Config,
+        registry: CommandRegistry,
+        gateway: Any,
+    ) -> None:
+        self._client = client
+        self._config = config
+        self._registry = registry
+        self._dispatcher = Dispatcher(registry)
+        self._gateway = gateway
+
+    async def handle(self, tx: Transaction, room: MatrixRoom, event: Any) -> None:
+        if event.sender == self._client.user_id:
+            return
+        if isinstance(event, RoomMessageText):
+            await self._handle_text(tx, room, event)
+
+    async def _handle_text(self, tx: Transaction, room: MatrixRoom, event: RoomMessageText) -> None:
+        if not room.encrypted:
+            if parse_invocation(event.body) is not None and await tx.sync.set_flag(
+                room.room_id, UNENCRYPTED_FLAG
+            ):
+                await enqueue_reply(tx, event, room.room_id, 0, Reply.plain(UNENCRYPTED_WARNING))
+            return
+        if not event.decrypted:
+            log.info("ignoring an unencrypted message in encrypted room %s", room.room_id)
+            return
+        ctx = CommandContext(
+            sender=event.sender,
+            room_id=room.room_id,
+            event_id=event.event_id,
+            room_kind=await self._room_kind(tx, room),
+            tx=tx,
+            matrix=self._gateway,
+            services={"config": self._config},
+            is_admin=event.sender in self._config.policy.admins,
+            registry=self._registry,
+        )
+        await self._dispatcher.handle(ctx, command_text(event.body, event.formatted_body))
+        for index, reply in enumerate(ctx.replies):
+            await enqueue_reply(tx, event, room.room_id, index, reply)
+
+    async def _room_kind(self, tx: Transaction, room: MatrixRoom) -> RoomKind:
+        if await tx.families.by_room(room.room_id) is not None:
+            return RoomKind.FAMILY
+        if room.member_count <= 2:
+            return RoomKind.DIRECT
+        return RoomKind.OTHER
+
+
+async def enqueue_reply(
+    tx: Transaction, event: RoomMessageText, room_id: str, index: int, reply: Reply
+) -> None:
+    """Queue a reply to `event`; its transaction id is derived from the event, so never twice."""
+    content = reply.to_content()
+    content["m.relates_to"] = {"m.in_reply_to": {"event_id": event.event_id}}
+    await tx.outbox.enqueue(
+        transaction_id(event.event_id, str(index)),
+        room_id,
+        "message",
+        {"type": "m.room.message", "content": content},
+    )

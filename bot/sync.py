@@ -1,0 +1,273 @@
+"""The bot's own sync loop: every event's effects are committed exactly once.
+
+nio's own token persistence saves the token before callbacks run, so a crash would lose
+events. Instead the token lives in our database. For each event we open a transaction, check
+the inbox of processed event ids, record the event's effects (roster rows, outbox replies) and
+its inbox row, and commit; only after all events of a sync response are committed does the
+token advance. A crash anywhere replays at most the events of one response, and the inbox
+makes the replay a no-op.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from nio import (
+    AsyncClient,
+    EncryptionError,
+    Event,
+    InviteMemberEvent,
+    JoinError,
+    MatrixRoom,
+    MegolmEvent,
+    MessageDirection,
+    RoomMemberEvent,
+    RoomMessagesResponse,
+    SyncResponse,
+)
+
+from bot.backoff import Backoff
+from bot.config import Config
+from bot.matrix import refresh_device_keys
+from bot.outbox import OutboxSender, transaction_id
+from bot.router import EventRouter
+from commands.reply import Reply
+from rooms.policy import is_allowed_user
+from storage import Database
+
+log = logging.getLogger(__name__)
+
+BACKFILL_PAGE_SIZE = 100
+BACKFILL_MAX_PAGES = 50
+UNDECRYPTABLE_NOTICE = (
+    "I could not read the message you sent, because its encryption key never reached me. "
+    "Please send it again. If this keeps happening, check that your session is verified."
+)
+
+
+class SyncLoop:
+    """Long-polls /sync and feeds each event through the router exactly once."""
+
+    def __init__(
+        self,
+        *,
+        client: AsyncClient,
+        db: Database,
+        router: EventRouter,
+        outbox: OutboxSender,
+        config: Config,
+    ) -> None:
+        self._client = client
+        self._db = db
+        self._router = router
+        self._outbox = outbox
+        self._config = config
+        self._backoff = Backoff(initial=1.0, maximum=60.0)
+        self._filter = {"room": {"timeline": {"limit": config.bot.timeline_limit}}}
+        self._key_requested: set[str] = set()
+        self.synced_once = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        async with self._db.read() as tx:
+            token = await tx.sync.get_next_batch()
+        first = True
+        while not stop.is_set():
+            response = await self._sync_unless_stopped(token, full_state=first, stop=stop)
+            if response is None:
+                return
+            if not isinstance(response, SyncResponse):
+                log.warning("sync failed: %s; backing off", response)
+                await self._backoff.wait(stop)
+                continue
+            self._backoff.reset()
+            try:
+                await refresh_device_keys(self._client)
+                await self.process(response, initial=token is None)
+            except Exception:
+                log.exception("processing a sync response failed; it will be replayed")
+                await self._backoff.wait(stop)
+                continue
+            token = response.next_batch
+            first = False
+            if not self.synced_once.is_set():
+                self.synced_once.set()
+                log.info("Patchwork is ready")
+
+    async def _sync_unless_stopped(
+        self, token: str | None, *, full_state: bool, stop: asyncio.Event
+    ) -> Any:
+        """One /sync call that a stop request interrupts; None means stop."""
+        timeout_ms = int(self._config.bot.sync_timeout.total_seconds() * 1000)
+        sync_task = asyncio.ensure_future(
+            self._client.sync(
+                timeout=timeout_ms,
+                since=token,
+                full_state=full_state,
+                sync_filter=self._filter,
+            )
+        )
+        stop_task = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({sync_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop_task.cancel()
+        if not sync_task.done():
+            sync_task.cancel()
+            await asyncio.gather(sync_task, return_exceptions=True)
+            return None
+        exc = sync_task.exception()
+        if exc is not None:
+            return exc
+        return sync_task.result()
+
+    async def process(self, response: SyncResponse, *, initial: bool) -> None:
+        """Apply one sync response; the token is stored only after every event is committed."""
+        for room_id, info in response.rooms.invite.items():
+            await self._handle_invite(room_id, info.invite_state)
+        for room_id, info in response.rooms.join.items():
+            room = self._client.rooms.get(room_id)
+            if room is None:
+                continue
+            events: list[Any] = list(info.timeline.events)
+            if info.timeline.limited and not initial:
+                events = await self._backfill(room_id, info.timeline.prev_batch) + events
+            for event in events:
+                await self._process_event(room, event, apply_effects=not initial)
+        await self.retry_undecrypted()
+        async with self._db.transaction() as tx:
+            await tx.sync.set_next_batch(response.next_batch)
+        self._outbox.wake()
+
+    async def _process_event(self, room: MatrixRoom, event: Any, *, apply_effects: bool) -> None:
+        event_id = getattr(event, "event_id", None)
+        if not event_id:
+            return
+        if isinstance(event, MegolmEvent) and apply_effects:
+            await self._park_undecrypted(room.room_id, event)
+            return
+        try:
+            async with self._db.transaction() as tx:
+                if await tx.sync.is_processed(event_id):
+                    return
+                if apply_effects:
+                    await self._router.handle(tx, room, event)
+                await tx.sync.mark_processed(event_id, room.room_id)
+        except Exception:
+            # One event that cannot be handled must not block the room forever.
+            log.exception("event %s in %s could not be handled; skipping it", event_id,
+                          room.room_id)
+            async with self._db.transaction() as tx:
+                await tx.sync.mark_processed(event_id, room.room_id)
+
+    async def _park_undecrypted(self, room_id: str, event: MegolmEvent) -> None:
+        """Keep an event we cannot decrypt yet; it is retried whenever keys may have arrived."""
+        async with self._db.transaction() as tx:
+            if await tx.sync.is_processed(event.event_id):
+                return
+            await tx.sync.add_undecrypted(
+                event.event_id, room_id, event.sender, event.session_id, event.source
+            )
+        if event.session_id in self._key_requested:
+            return
+        self._key_requested.add(event.session_id)
+        try:
+            await self._client.request_room_key(event)
+        except Exception:  # nio refuses a second request for the same session
+            log.debug("room key request for %s not sent", event.session_id, exc_info=True)
+
+    async def retry_undecrypted(self) -> None:
+        """Decrypt parked events whose keys have arrived; tell senders once after a grace period."""
+        async with self._db.read() as tx:
+            parked = await tx.sync.undecrypted()
+            now = tx.now()
+        grace = self._config.bot.undecryptable_grace
+        for item in parked:
+            event = MegolmEvent.from_dict(item.event_json)
+            decrypted: Event | None = None
+            if isinstance(event, MegolmEvent):
+                event.room_id = item.room_id
+                try:
+                    decrypted = self._client.decrypt_event(event)
+                except EncryptionError:
+                    decrypted = None
+            room = self._client.rooms.get(item.room_id)
+            if decrypted is not None and isinstance(decrypted, Event) and room is not None:
+                async with self._db.transaction() as tx:
+                    if not await tx.sync.is_processed(item.event_id):
+                        await self._router.handle(tx, room, decrypted)
+                        await tx.sync.mark_processed(item.event_id, item.room_id)
+                    await tx.sync.remove_undecrypted(item.event_id)
+                continue
+            if item.notified_at is None and now - item.first_seen_at >= grace:
+                async with self._db.transaction() as tx:
+                    await tx.sync.mark_undecrypted_notified(item.event_id)
+                    reply = Reply.mention(item.sender, UNDECRYPTABLE_NOTICE)
+                    await tx.outbox.enqueue(
+                        transaction_id(item.event_id, "undecryptable"),
+                        item.room_id,
+                        "message",
+                        {"type": "m.room.message", "content": reply.to_content()},
+                    )
+
+    async def _backfill(self, room_id: str, prev_batch: str | None) -> list[Any]:
+        """Page back through a gap in a limited timeline to the last event we processed."""
+        collected: list[Any] = []
+        token = prev_batch
+        for _ in range(BACKFILL_MAX_PAGES):
+            if not token:
+                break
+            response = await self._client.room_messages(
+                room_id, start=token, direction=MessageDirection.back, limit=BACKFILL_PAGE_SIZE
+            )
+            if not isinstance(response, RoomMessagesResponse):
+                log.warning("could not page back in %s: %s", room_id, response)
+                break
+            reached_known = False
+            async with self._db.read() as tx:
+                for event in response.chunk:
+                    event_id = getattr(event, "event_id", None)
+                    if event_id and await tx.sync.is_processed(event_id):
+                        reached_known = True
+                        break
+                    collected.append(event)
+                    if self._is_own_join(event):
+                        reached_known = True
+                        break
+            if reached_known or not response.chunk or response.end == token:
+                break
+            token = response.end
+        else:
+            log.warning("gap in %s is longer than %d pages; older events were skipped",
+                        room_id, BACKFILL_MAX_PAGES)
+        log.info("paged back %d events in %s", len(collected), room_id)
+        collected.reverse()
+        return collected
+
+    def _is_own_join(self, event: Any) -> bool:
+        return (
+            isinstance(event, RoomMemberEvent)
+            and event.state_key == self._client.user_id
+            and event.membership == "join"
+        )
+
+    async def _handle_invite(self, room_id: str, invite_state: list[Any]) -> None:
+        inviter = None
+        for event in invite_state:
+            if (
+                isinstance(event, InviteMemberEvent)
+                and event.state_key == self._client.user_id
+                and event.membership == "invite"
+            ):
+                inviter = event.sender
+        allowed = self._config.policy.allowed_servers
+        if inviter is not None and is_allowed_user(inviter, allowed):
+            response = await self._client.join(room_id)
+            if isinstance(response, JoinError):
+                log.warning("could not join %s (invited by %s): %s", room_id, inviter, response)
+            else:
+                log.info("joined %s, invited by %s", room_id, inviter)
+            return
+        log.info("refusing invite to %s from %s: not on an allowed server", room_id, inviter)
+        await self._client.room_leave(room_id)

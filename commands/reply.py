@@ -1,0 +1,149 @@
+"""What the bot says back: `m.notice` replies with a plain body and an HTML body written once.
+
+Every reply carries `m.mentions`, empty unless a command names someone on purpose, so a pill
+in a reply never pings anybody by accident. Command modules build text with `Markup`, which
+escapes every plain string it is given, so user-supplied text cannot turn into HTML.
+"""
+
+from __future__ import annotations
+
+import html as _html
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+HTML_FORMAT = "org.matrix.custom.html"
+MATRIX_TO = "https://matrix.to/#/"
+
+
+def escape(text: str) -> str:
+    """HTML-escape text, quotes included, so it is safe in element content and attributes."""
+    return _html.escape(text, quote=True)
+
+
+def pill(user_id: str, display_name: str | None = None) -> str:
+    """HTML for a user pill; Element renders a matrix.to link to a user as their pill."""
+    label = display_name or user_id
+    return f'<a href="{escape(MATRIX_TO + user_id)}">{escape(label)}</a>'
+
+
+@dataclass(frozen=True)
+class Markup:
+    """Text and its HTML twin, kept in step; adding a plain `str` escapes it first."""
+
+    body: str = ""
+    html: str = ""
+    mentions: tuple[str, ...] = ()
+
+    def __add__(self, other: Markup | str) -> Markup:
+        right = other if isinstance(other, Markup) else text(other)
+        return Markup(
+            self.body + right.body,
+            self.html + right.html,
+            _merge_mentions(self.mentions, right.mentions),
+        )
+
+    def __radd__(self, other: str) -> Markup:
+        return text(other) + self
+
+
+def _merge_mentions(*groups: Iterable[str]) -> tuple[str, ...]:
+    """Keep the first occurrence of each user id, in order."""
+    return tuple(dict.fromkeys(user_id for group in groups for user_id in group))
+
+
+def _as_markup(part: Markup | str) -> Markup:
+    return part if isinstance(part, Markup) else text(part)
+
+
+def text(value: str) -> Markup:
+    """Plain (possibly user-supplied) text; line breaks survive in the HTML as `<br>`."""
+    return Markup(value, escape(value).replace("\n", "<br>"))
+
+
+def code(value: str) -> Markup:
+    """A command or a value quoted back to the user, shown as code."""
+    return Markup(f"`{value}`", f"<code>{escape(value)}</code>")
+
+
+def bold(value: Markup | str) -> Markup:
+    part = _as_markup(value)
+    return Markup(part.body, f"<strong>{part.html}</strong>", part.mentions)
+
+
+def user(user_id: str, display_name: str | None = None, *, mention: bool = False) -> Markup:
+    """A person as a pill; only `mention=True` adds them to `m.mentions` (which pings them)."""
+    return Markup(
+        display_name or user_id,
+        pill(user_id, display_name),
+        (user_id,) if mention else (),
+    )
+
+
+def lines(*parts: Markup | str) -> Markup:
+    """Parts on separate lines within one block."""
+    pieces = [_as_markup(part) for part in parts]
+    return Markup(
+        "\n".join(piece.body for piece in pieces),
+        "<br>".join(piece.html for piece in pieces),
+        _merge_mentions(*(piece.mentions for piece in pieces)),
+    )
+
+
+def paragraph(*parts: Markup | str) -> Markup:
+    """One paragraph made of the parts, run together."""
+    joined = sum((_as_markup(part) for part in parts), Markup())
+    return Markup(joined.body, f"<p>{joined.html}</p>", joined.mentions)
+
+
+def bullet_list(items: Iterable[Markup | str]) -> Markup:
+    pieces = [_as_markup(item) for item in items]
+    return Markup(
+        "\n".join(f"• {piece.body}" for piece in pieces),
+        "<ul>" + "".join(f"<li>{piece.html}</li>" for piece in pieces) + "</ul>",
+        _merge_mentions(*(piece.mentions for piece in pieces)),
+    )
+
+
+def blocks(*parts: Markup | str) -> Markup:
+    """Stack block-level parts (paragraphs, lists); plain-text readers get one per line."""
+    pieces = [_as_markup(part) for part in parts]
+    return Markup(
+        "\n".join(piece.body for piece in pieces),
+        "".join(piece.html for piece in pieces),
+        _merge_mentions(*(piece.mentions for piece in pieces)),
+    )
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One `m.notice` the bot will send."""
+
+    body: str
+    formatted_body: str
+    mentions: tuple[str, ...] = ()
+
+    @classmethod
+    def plain(cls, body: str) -> Reply:
+        """A reply from plain text, escaped for the HTML body."""
+        return cls.from_markup(text(body))
+
+    @classmethod
+    def from_markup(cls, markup: Markup) -> Reply:
+        return cls(markup.body, markup.html, markup.mentions)
+
+    @classmethod
+    def mention(cls, user_id: str, body: str, display_name: str | None = None) -> Reply:
+        """Address one person by name and ping them, e.g. for a message meant for them alone."""
+        return cls.from_markup(user(user_id, display_name, mention=True) + ": " + body)
+
+    def to_content(self) -> dict[str, Any]:
+        """The `m.room.message` content; `m.mentions` is always present so nobody is pinged
+        unless listed."""
+        return {
+            "msgtype": "m.notice",
+            "body": self.body,
+            "format": HTML_FORMAT,
+            "formatted_body": self.formatted_body,
+            "m.mentions": {"user_ids": list(self.mentions)},
+        }

@@ -1,0 +1,143 @@
+"""Families: one per case reference and room, with the governance records the law asks for
+(lawful basis, whether the family was told, closure). Never case notes or personal details.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from storage.codec import encode_optional_time, encode_time
+from storage.errors import ConflictError, NotFoundError
+from storage.models import (
+    FAMILY_STATUSES,
+    LAWFUL_BASES,
+    OPEN_FAMILY_STATUSES,
+    Family,
+    FamilyStatus,
+    LawfulBasis,
+)
+
+if TYPE_CHECKING:
+    from storage.transaction import Transaction
+
+
+class FamilyRepository:
+    def __init__(self, tx: Transaction) -> None:
+        self._tx = tx
+
+    async def create(self, reference: str, room_id: str | None, created_by: str) -> Family:
+        """A new family in status `pending`; the reference is unique regardless of case."""
+        reference = reference.strip()
+        if not reference:
+            raise ValueError("a family needs a case reference")
+        if await self.by_reference(reference) is not None:
+            raise ConflictError(f"a family with reference {reference} already exists")
+        if room_id is not None and await self.by_room(room_id) is not None:
+            raise ConflictError(f"room {room_id} already belongs to a family")
+        now = encode_time(self._tx.now())
+        family_id = await self._tx.insert(
+            "INSERT INTO family (reference, room_id, created_by, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (reference, room_id, created_by, now, now),
+        )
+        if family_id is None:
+            raise RuntimeError("the family row was not inserted")
+        return await self._require(family_id)
+
+    async def get(self, family_id: int) -> Family | None:
+        return await self._one("SELECT * FROM family WHERE id = ?", family_id)
+
+    async def by_room(self, room_id: str) -> Family | None:
+        return await self._one("SELECT * FROM family WHERE room_id = ?", room_id)
+
+    async def by_reference(self, reference: str) -> Family | None:
+        return await self._one("SELECT * FROM family WHERE reference = ?", reference.strip())
+
+    async def all_open(self) -> list[Family]:
+        """Families still being worked with (pending or active), by reference."""
+        rows = await self._tx.fetchall(
+            "SELECT * FROM family WHERE status IN (?, ?) ORDER BY reference",
+            OPEN_FAMILY_STATUSES,
+        )
+        return [Family.from_row(row) for row in rows]
+
+    async def set_room(self, family_id: int, room_id: str) -> Family:
+        """Attach the room once it exists (a family can be recorded before its room is made)."""
+        other = await self.by_room(room_id)
+        if other is not None and other.id != family_id:
+            raise ConflictError(f"room {room_id} already belongs to family {other.reference}")
+        return await self._update(family_id, "room_id = ?", (room_id,))
+
+    async def record_basis(
+        self, family_id: int, basis: LawfulBasis, recorded_by: str, note: str | None
+    ) -> Family:
+        """Record the lawful basis; a pending family becomes active once it has one."""
+        if basis not in LAWFUL_BASES:
+            raise ValueError(
+                f"unknown lawful basis {basis!r}; expected one of {', '.join(sorted(LAWFUL_BASES))}"
+            )
+        return await self._update(
+            family_id,
+            "lawful_basis = ?, basis_recorded_by = ?, basis_recorded_at = ?, basis_note = ?,"
+            " status = CASE WHEN status = 'pending' THEN 'active' ELSE status END",
+            (basis, recorded_by, encode_time(self._tx.now()), note),
+        )
+
+    async def record_informed(
+        self,
+        family_id: int,
+        note: str | None = None,
+        not_informed_reason: str | None = None,
+    ) -> Family:
+        """Either the family was told (now), or why telling them would be unsafe; not both."""
+        if not_informed_reason is not None:
+            if note is not None:
+                raise ValueError("give either a note that the family was told, or a reason not to")
+            return await self._update(
+                family_id,
+                "family_informed_at = NULL, informed_note = NULL, not_informed_reason = ?",
+                (not_informed_reason,),
+            )
+        return await self._update(
+            family_id,
+            "family_informed_at = ?, informed_note = ?, not_informed_reason = NULL",
+            (encode_time(self._tx.now()), note),
+        )
+
+    async def set_status(self, family_id: int, status: FamilyStatus) -> Family:
+        if status not in FAMILY_STATUSES:
+            raise ValueError(
+                f"unknown family status {status!r}; "
+                f"expected one of {', '.join(sorted(FAMILY_STATUSES))}"
+            )
+        return await self._update(family_id, "status = ?", (status,))
+
+    async def close(
+        self, family_id: int, reason: str | None, *, purge_after: datetime | None = None
+    ) -> Family:
+        return await self._update(
+            family_id,
+            "status = 'closed', closed_at = ?, close_reason = ?, purge_after = ?",
+            (encode_time(self._tx.now()), reason, encode_optional_time(purge_after)),
+        )
+
+    async def _update(self, family_id: int, assignments: str, params: tuple[Any, ...]) -> Family:
+        """`assignments` is constant SQL from this module; every value is a bound parameter."""
+        changed = await self._tx.execute(
+            f"UPDATE family SET {assignments}, updated_at = ? WHERE id = ?",  # noqa: S608
+            (*params, encode_time(self._tx.now()), family_id),
+        )
+        if changed == 0:
+            raise NotFoundError(f"no family with id {family_id}")
+        return await self._require(family_id)
+
+    async def _one(self, sql: str, key: object) -> Family | None:
+        row = await self._tx.fetchone(sql, (key,))
+        return None if row is None else Family.from_row(row)
+
+    async def _require(self, family_id: int) -> Family:
+        family = await self.get(family_id)
+        if family is None:
+            raise NotFoundError(f"no family with id {family_id}")
+        return family

@@ -1,0 +1,110 @@
+"""The outbox: every message and room action the bot will send, stored before the first try.
+
+Each item carries a deterministic Matrix transaction id, so a retry after a crash or a timeout
+is deduplicated by the homeserver instead of being sent twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from storage.codec import decode_optional_time, encode_json_object, encode_time
+from storage.errors import NotFoundError
+from storage.models import OutboxItem
+
+if TYPE_CHECKING:
+    from storage.transaction import Transaction
+
+
+class OutboxRepository:
+    def __init__(self, tx: Transaction) -> None:
+        self._tx = tx
+
+    async def enqueue(
+        self, txn_id: str, room_id: str, kind: str, payload: Mapping[str, Any]
+    ) -> bool:
+        """Queue an item; True if new, False if this txn_id was already queued (or sent)."""
+        if not txn_id:
+            raise ValueError("an outbox item needs a transaction id")
+        changed = await self._tx.execute(
+            "INSERT OR IGNORE INTO outbox (txn_id, room_id, kind, payload, created_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (txn_id, room_id, kind, encode_json_object(payload), encode_time(self._tx.now())),
+        )
+        return changed > 0
+
+    async def due(self, limit: int = 50) -> list[OutboxItem]:
+        """Pending items whose retry time has come, oldest first.
+
+        An item waits while an older pending item in the same room is still backing off, so
+        messages in one room go out in the order they were queued.
+        """
+        now = encode_time(self._tx.now())
+        rows = await self._tx.fetchall(
+            "SELECT * FROM outbox AS item WHERE sent_at IS NULL AND failed_at IS NULL"
+            " AND (next_attempt_at IS NULL OR next_attempt_at <= :now)"
+            " AND NOT EXISTS (SELECT 1 FROM outbox AS earlier"
+            "   WHERE earlier.room_id = item.room_id AND earlier.id < item.id"
+            "   AND earlier.sent_at IS NULL AND earlier.failed_at IS NULL"
+            "   AND earlier.next_attempt_at > :now)"
+            " ORDER BY id LIMIT :limit",
+            {"now": now, "limit": limit},
+        )
+        return [OutboxItem.from_row(row) for row in rows]
+
+    async def get(self, txn_id: str) -> OutboxItem | None:
+        row = await self._tx.fetchone("SELECT * FROM outbox WHERE txn_id = ?", (txn_id,))
+        return None if row is None else OutboxItem.from_row(row)
+
+    async def mark_sent(self, item_id: int, result: str | None) -> None:
+        """Record success; `result` is what the homeserver returned (an event id, say)."""
+        await self._update(
+            item_id,
+            "sent_at = ?, result = ?, next_attempt_at = NULL",
+            (encode_time(self._tx.now()), result),
+        )
+
+    async def mark_retry(self, item_id: int, error: str, next_attempt_at: datetime) -> None:
+        """Count a failed attempt and hold the item back until `next_attempt_at`."""
+        await self._update(
+            item_id,
+            "attempts = attempts + 1, last_error = ?, next_attempt_at = ?",
+            (error, encode_time(next_attempt_at)),
+        )
+
+    async def mark_failed(self, item_id: int, error: str) -> None:
+        """Give up on the item: count the attempt and take it out of the queue for good."""
+        await self._update(
+            item_id,
+            "attempts = attempts + 1, last_error = ?, failed_at = ?, next_attempt_at = NULL",
+            (error, encode_time(self._tx.now())),
+        )
+
+    async def pending_count(self) -> int:
+        row = await self._tx.fetchone(
+            "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL"
+        )
+        return 0 if row is None else int(row[0])
+
+    async def next_attempt_time(self) -> datetime | None:
+        """When the earliest pending item becomes due (None if nothing is pending).
+
+        An item that was never retried counts as due from the moment it was queued, so the
+        sender can sleep until this time without missing fresh items.
+        """
+        row = await self._tx.fetchone(
+            "SELECT MIN(COALESCE(next_attempt_at, created_at)) FROM outbox"
+            " WHERE sent_at IS NULL AND failed_at IS NULL"
+        )
+        return None if row is None else decode_optional_time(row[0])
+
+    async def _update(self, item_id: int, assignments: str, params: tuple[Any, ...]) -> None:
+        """`assignments` is constant SQL from this module; every value is a bound parameter."""
+        changed = await self._tx.execute(
+            f"UPDATE outbox SET {assignments} WHERE id = ?",  # noqa: S608
+            (*params, item_id),
+        )
+        if changed == 0:
+            raise NotFoundError(f"no outbox item with id {item_id}")

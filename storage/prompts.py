@@ -1,0 +1,84 @@
+"""Still-involved prompts: one row per involvement per due date, so a prompt is never sent
+twice for the same due date, even across restarts.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from storage.codec import encode_time
+from storage.errors import NotFoundError
+from storage.models import PROMPT_ANSWERS, Prompt, PromptAnswer
+
+if TYPE_CHECKING:
+    from storage.transaction import Transaction
+
+
+class PromptRepository:
+    def __init__(self, tx: Transaction) -> None:
+        self._tx = tx
+
+    async def create(self, involvement_id: int, due_at: datetime) -> Prompt | None:
+        """A new prompt, or None if one already exists for this involvement and due date."""
+        prompt_id = await self._tx.insert(
+            "INSERT OR IGNORE INTO prompt (involvement_id, due_at) VALUES (?, ?)",
+            (involvement_id, encode_time(due_at)),
+        )
+        return None if prompt_id is None else await self._require(prompt_id)
+
+    async def get(self, prompt_id: int) -> Prompt | None:
+        row = await self._tx.fetchone("SELECT * FROM prompt WHERE id = ?", (prompt_id,))
+        return None if row is None else Prompt.from_row(row)
+
+    async def by_event(self, event_id: str) -> Prompt | None:
+        """The prompt a reaction or reply refers to."""
+        row = await self._tx.fetchone("SELECT * FROM prompt WHERE event_id = ?", (event_id,))
+        return None if row is None else Prompt.from_row(row)
+
+    async def open_for(self, involvement_id: int) -> Prompt | None:
+        """The latest unanswered prompt for this involvement, if any."""
+        row = await self._tx.fetchone(
+            "SELECT * FROM prompt WHERE involvement_id = ? AND answered_at IS NULL"
+            " ORDER BY due_at DESC, id DESC LIMIT 1",
+            (involvement_id,),
+        )
+        return None if row is None else Prompt.from_row(row)
+
+    async def mark_sent(self, prompt_id: int, event_id: str) -> Prompt:
+        return await self._update(
+            prompt_id, "sent_at = ?, event_id = ?", (encode_time(self._tx.now()), event_id)
+        )
+
+    async def mark_reminded(self, prompt_id: int) -> Prompt:
+        return await self._update(prompt_id, "reminded_at = ?", (encode_time(self._tx.now()),))
+
+    async def answer(self, prompt_id: int, answer: PromptAnswer) -> bool:
+        """Record the answer; False if the prompt was already answered (the first answer wins)."""
+        if answer not in PROMPT_ANSWERS:
+            raise ValueError(
+                f"unknown answer {answer!r}; expected one of {', '.join(sorted(PROMPT_ANSWERS))}"
+            )
+        changed = await self._tx.execute(
+            "UPDATE prompt SET answered_at = ?, answer = ? WHERE id = ? AND answered_at IS NULL",
+            (encode_time(self._tx.now()), answer, prompt_id),
+        )
+        if changed == 0:
+            await self._require(prompt_id)
+        return changed > 0
+
+    async def _update(self, prompt_id: int, assignments: str, params: tuple[Any, ...]) -> Prompt:
+        """`assignments` is constant SQL from this module; every value is a bound parameter."""
+        changed = await self._tx.execute(
+            f"UPDATE prompt SET {assignments} WHERE id = ?",  # noqa: S608
+            (*params, prompt_id),
+        )
+        if changed == 0:
+            raise NotFoundError(f"no prompt with id {prompt_id}")
+        return await self._require(prompt_id)
+
+    async def _require(self, prompt_id: int) -> Prompt:
+        prompt = await self.get(prompt_id)
+        if prompt is None:
+            raise NotFoundError(f"no prompt with id {prompt_id}")
+        return prompt

@@ -1,0 +1,96 @@
+"""One open SQLite transaction and the repositories that work inside it.
+
+Repositories are built per transaction and only ever see this object, so nothing can write
+outside a transaction, and everything done through one `Transaction` commits or rolls back
+together (an event's effects, its inbox row and the sync token, for example).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+import aiosqlite
+
+from storage.audit import AuditRepository
+from storage.codec import Clock
+from storage.families import FamilyRepository
+from storage.involvements import InvolvementRepository
+from storage.outbox import OutboxRepository
+from storage.practitioners import PractitionerRepository
+from storage.prompts import PromptRepository
+from storage.sync_state import SyncStateRepository
+
+Params = Sequence[Any] | Mapping[str, Any]
+
+
+class Transaction:
+    """Statements and repositories bound to one BEGIN ... COMMIT on the shared connection."""
+
+    def __init__(self, connection: aiosqlite.Connection, clock: Clock) -> None:
+        self._connection = connection
+        self._clock = clock
+        self._finished = False
+        self._savepoints = 0
+        self.sync = SyncStateRepository(self)
+        self.outbox = OutboxRepository(self)
+        self.audit = AuditRepository(self)
+        self.practitioners = PractitionerRepository(self)
+        self.families = FamilyRepository(self)
+        self.involvements = InvolvementRepository(self)
+        self.prompts = PromptRepository(self)
+
+    def now(self) -> datetime:
+        """The injected clock, checked to be aware so stored times are never ambiguous."""
+        value = self._clock()
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("the clock returned a naive datetime; it must return aware UTC time")
+        return value
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        """Run one statement; returns the number of rows it changed."""
+        self._check_open()
+        cursor = await self._connection.execute(sql, params)
+        return cursor.rowcount
+
+    async def insert(self, sql: str, params: Params = ()) -> int | None:
+        """Run an INSERT; returns the new rowid, or None if nothing was inserted (OR IGNORE)."""
+        self._check_open()
+        cursor = await self._connection.execute(sql, params)
+        if cursor.rowcount < 1:
+            return None
+        return cursor.lastrowid
+
+    async def fetchone(self, sql: str, params: Params = ()) -> aiosqlite.Row | None:
+        self._check_open()
+        # The cursor is closed at once so no half-read statement outlives this call.
+        async with self._connection.execute(sql, params) as cursor:
+            return await cursor.fetchone()
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[aiosqlite.Row]:
+        self._check_open()
+        return list(await self._connection.execute_fetchall(sql, params))
+
+    @asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        """A nested atomic block: on error only its own writes are undone, then it re-raises."""
+        self._check_open()
+        self._savepoints += 1
+        name = f"sp_{self._savepoints}"
+        await self._connection.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            await self._connection.execute(f"ROLLBACK TO {name}")
+            await self._connection.execute(f"RELEASE {name}")
+            raise
+        await self._connection.execute(f"RELEASE {name}")
+
+    def _finish(self) -> None:
+        self._finished = True
+
+    def _check_open(self) -> None:
+        if self._finished:
+            raise RuntimeError("this transaction has already ended; open a new one")

@@ -1,0 +1,284 @@
+// Element-like Matrix client for Patchwork's end-to-end encryption interop test.
+//
+// It uses matrix-js-sdk's Rust crypto (Element's crypto stack) in "exclude insecure devices" mode
+// (OnlySignedDevicesIsolationMode, MSC4153), cross-signs its own device, joins a room it has been
+// invited to, sends a command there, waits for the bot's encrypted m.notice reply and decrypts it.
+// It prints exactly one JSON line on stdout ({"ok": true, ...} or {"ok": false, "error": ...}),
+// sends every log line to stderr, and exits by itself: 0 on success, 1 on failure, 2 on timeout.
+//
+// Usage: node client.mjs config.json   (or PATCHWORK_INTEROP_CONFIG=config.json node client.mjs)
+// Config keys: homeserver, user_id, password, room_id, bot_user_id, text (default "!help"),
+// timeout_seconds (default 60), isolation ("only_signed" (default) or "all"),
+// require_in_reply_to (default false: the first notice from the bot after the send counts),
+// failure_grace_seconds (default 3: how long a final-looking decryption failure may still heal).
+
+import { readFileSync } from "node:fs";
+import { format } from "node:util";
+
+// Node 20 lacks Promise.withResolvers, which matrix-js-sdk 43 uses inside its sync loop: without
+// it the loop dies quietly after a login that looks successful.
+if (typeof Promise.withResolvers !== "function") {
+    Promise.withResolvers = function withResolvers() {
+        let resolve;
+        let reject;
+        const promise = new this((res, rej) => {
+            resolve = res;
+            reject = rej;
+        });
+        return { promise, resolve, reject };
+    };
+}
+
+// stdout carries exactly one JSON line; library logs go to stderr. matrix-js-sdk sets every child
+// logger to DEBUG, so the level is applied here: INTEROP_LOG_LEVEL=debug|info|warn (default warn).
+const LEVELS = { debug: 0, info: 1, warn: 2, error: 3 };
+const threshold = LEVELS[process.env.INTEROP_LOG_LEVEL ?? "warn"] ?? LEVELS.warn;
+const toStderr =
+    (level) =>
+    (...args) => {
+        if (LEVELS[level] >= threshold) process.stderr.write(`${format(...args)}\n`);
+    };
+console.trace = toStderr("debug");
+console.debug = toStderr("debug");
+console.log = toStderr("info");
+console.info = toStderr("info");
+console.warn = toStderr("warn");
+console.error = toStderr("error");
+
+const started = Date.now();
+const timings = {};
+const mark = (name) => {
+    timings[name] = Date.now() - started;
+};
+
+let client = null;
+let finished = false;
+
+function finish(result, code) {
+    if (finished) return;
+    finished = true;
+    try {
+        client?.stopClient();
+    } catch {
+        // Stopping is best effort: the process exits next anyway.
+    }
+    process.stdout.write(`${JSON.stringify({ ...result, timings_ms: timings })}\n`, () =>
+        process.exit(code),
+    );
+}
+
+function fail(error, code = 1) {
+    const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+    finish({ ok: false, error: message }, code);
+}
+
+process.on("unhandledRejection", (reason) => fail(reason));
+process.on("uncaughtException", (error) => fail(error));
+
+function loadConfig() {
+    const path = process.argv[2] ?? process.env.PATCHWORK_INTEROP_CONFIG;
+    if (!path) throw new Error("usage: node client.mjs <config.json> (or PATCHWORK_INTEROP_CONFIG)");
+    const config = JSON.parse(readFileSync(path, "utf8"));
+    for (const key of ["homeserver", "user_id", "password", "room_id", "bot_user_id"]) {
+        if (typeof config[key] !== "string" || !config[key]) throw new Error(`config lacks "${key}"`);
+    }
+    return {
+        text: "!help",
+        timeout_seconds: 60,
+        isolation: "only_signed",
+        require_in_reply_to: false,
+        failure_grace_seconds: 3,
+        ...config,
+    };
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function waitFor(what, predicate, intervalMs = 100) {
+    for (;;) {
+        if (finished) throw new Error(`stopped while waiting for ${what}`);
+        if (await predicate()) return;
+        await sleep(intervalMs);
+    }
+}
+
+async function main() {
+    const config = loadConfig();
+    setTimeout(
+        () => fail(new Error(`timed out after ${config.timeout_seconds}s (${lastStep})`), 2),
+        config.timeout_seconds * 1000,
+    ).unref();
+
+    const sdk = await import("matrix-js-sdk");
+    const cryptoApi = await import("matrix-js-sdk/lib/crypto-api/index.js");
+
+    step("login");
+    const login = await sdk.createClient({ baseUrl: config.homeserver }).loginRequest({
+        type: "m.login.password",
+        identifier: { type: "m.id.user", user: config.user_id },
+        password: config.password,
+        initial_device_display_name: "Patchwork interop (matrix-js-sdk)",
+    });
+    mark("logged_in");
+    client = sdk.createClient({
+        baseUrl: config.homeserver,
+        userId: login.user_id,
+        deviceId: login.device_id,
+        accessToken: login.access_token,
+    });
+    // A plain initRustCrypto() wants IndexedDB and aborts node with an uncatchable WASM panic.
+    await client.initRustCrypto({ useIndexedDB: false });
+    const crypto = client.getCrypto();
+    crypto.setDeviceIsolationMode(
+        config.isolation === "all"
+            ? new cryptoApi.AllDevicesIsolationMode(false)
+            : new cryptoApi.OnlySignedDevicesIsolationMode(),
+    );
+
+    step("first sync");
+    const prepared = new Promise((resolve, reject) => {
+        client.on(sdk.ClientEvent.Sync, (state, _prev, data) => {
+            if (state === sdk.SyncState.Prepared || state === sdk.SyncState.Syncing) resolve();
+            if (state === sdk.SyncState.Error) reject(data?.error ?? new Error("sync failed"));
+        });
+    });
+    await client.startClient({ initialSyncLimit: 20 });
+    await prepared;
+    mark("first_sync");
+
+    step("cross-signing own device");
+    await crypto.bootstrapCrossSigning({
+        authUploadDeviceSigningKeys: async (makeRequest) => {
+            const auth = {
+                type: "m.login.password",
+                identifier: { type: "m.id.user", user: config.user_id },
+                password: config.password,
+            };
+            try {
+                return await makeRequest(null);
+            } catch (error) {
+                const session = error?.data?.session;
+                if (error?.httpStatus !== 401 || !session) throw error;
+                return await makeRequest({ ...auth, session });
+            }
+        },
+    });
+    await waitFor("own device to be cross-signed", async () => {
+        const status = await crypto.getDeviceVerificationStatus(login.user_id, login.device_id);
+        return Boolean(status?.signedByOwner) && (await crypto.isCrossSigningReady());
+    });
+    mark("cross_signed");
+
+    step("joining the room");
+    await client.joinRoom(config.room_id);
+    await waitFor("the room to be joined and known as encrypted", async () => {
+        const room = client.getRoom(config.room_id);
+        return room?.getMyMembership() === "join" && crypto.isEncryptionEnabledInRoom(config.room_id);
+    });
+    mark("joined");
+
+    step("learning the bot's devices");
+    let botDevices = new Map();
+    await waitFor("the bot's device keys", async () => {
+        const devices = await crypto.getUserDeviceInfo([config.bot_user_id], true);
+        botDevices = devices.get(config.bot_user_id) ?? new Map();
+        return botDevices.size > 0;
+    });
+    mark("bot_devices_known");
+    const botDeviceStatus = {};
+    for (const deviceId of botDevices.keys()) {
+        const status = await crypto.getDeviceVerificationStatus(config.bot_user_id, deviceId);
+        botDeviceStatus[deviceId] = { signed_by_owner: Boolean(status?.signedByOwner) };
+    }
+
+    step("waiting for the bot's reply");
+    let sentEventId = null;
+    let sending = false;
+    let lastFailure = null;
+    let failureTimer = null;
+    const reply = Promise.withResolvers();
+
+    const consider = async (event) => {
+        if (!sending || event.getRoomId() !== config.room_id) return;
+        if (event.getSender() !== config.bot_user_id) return;
+        await client.decryptEventIfNeeded(event);
+        if (event.isDecryptionFailure()) {
+            lastFailure = {
+                event_id: event.getId(),
+                reason: event.decryptionFailureReason,
+                message: event.getContent()?.body,
+            };
+            // A missing room key may still arrive; other failures are given a short grace.
+            failureTimer ??= setTimeout(
+                () => reply.reject(new Error(`cannot decrypt the bot's reply: ${JSON.stringify(lastFailure)}`)),
+                config.failure_grace_seconds * 1000,
+            );
+            return;
+        }
+        if (event.getType() !== "m.room.message") return;
+        const content = event.getContent();
+        const inReplyTo = content?.["m.relates_to"]?.["m.in_reply_to"]?.event_id ?? null;
+        if (config.require_in_reply_to && (!sentEventId || inReplyTo !== sentEventId)) return;
+        if (failureTimer) clearTimeout(failureTimer);
+        reply.resolve({ event, content, inReplyTo });
+    };
+    const onEvent = (event) => {
+        consider(event).catch((error) => reply.reject(error));
+    };
+    client.on(sdk.RoomEvent.Timeline, (event, _room, toStartOfTimeline) => {
+        if (!toStartOfTimeline) onEvent(event);
+    });
+    client.on(sdk.MatrixEventEvent.Decrypted, onEvent);
+
+    step("sending the command");
+    sending = true;
+    const sent = await client.sendMessage(config.room_id, { msgtype: "m.text", body: config.text });
+    sentEventId = sent.event_id;
+    mark("sent");
+
+    step("waiting for the bot's reply");
+    const { event, content, inReplyTo } = await reply.promise;
+    mark("reply_decrypted");
+
+    const senderDeviceId = event.getWireContent()?.device_id ?? null;
+    let verifiedByOwner = null;
+    if (senderDeviceId) {
+        const status = await crypto.getDeviceVerificationStatus(config.bot_user_id, senderDeviceId);
+        verifiedByOwner = status ? Boolean(status.signedByOwner) : null;
+    }
+    const shield = await crypto.getEncryptionInfoForEvent(event);
+    finish(
+        {
+            ok: true,
+            sent_event_id: sentEventId,
+            reply_event_id: event.getId(),
+            reply_body: content?.body ?? null,
+            reply_formatted_body: content?.formatted_body ?? null,
+            reply_format: content?.format ?? null,
+            reply_msgtype: content?.msgtype ?? null,
+            reply_in_reply_to: inReplyTo,
+            reply_sender_device_id: senderDeviceId,
+            reply_sender_device_verified_by_owner: verifiedByOwner,
+            reply_shield: shield
+                ? {
+                      colour: cryptoApi.EventShieldColour[shield.shieldColour] ?? shield.shieldColour,
+                      reason:
+                          shield.shieldReason === null
+                              ? null
+                              : (cryptoApi.EventShieldReason[shield.shieldReason] ?? shield.shieldReason),
+                  }
+                : null,
+            bot_devices: botDeviceStatus,
+            isolation: config.isolation,
+            device_id: login.device_id,
+        },
+        0,
+    );
+}
+
+let lastStep = "starting";
+function step(name) {
+    lastStep = name;
+}
+
+main().catch((error) => fail(error));
