@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-Clock = Callable[[], datetime]
+from storage import Clock, utc_now
 
-
-def utc_now() -> datetime:
-    """The real wall clock, always timezone-aware UTC."""
-    return datetime.now(UTC)
+__all__ = ["Clock", "ManualClock", "utc_now"]
 
 
 class ManualClock:

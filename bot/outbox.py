@@ -9,7 +9,6 @@ marked as sent) cannot produce a second message.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from datetime import timedelta
 from typing import Any
@@ -32,12 +31,6 @@ log = logging.getLogger(__name__)
 PERMANENT_ERRORS = {"M_FORBIDDEN", "M_NOT_FOUND", "M_BAD_JSON", "M_NOT_JSON", "M_TOO_LARGE"}
 MAX_RETRY_DELAY = timedelta(minutes=5)
 IDLE_POLL_SECONDS = 30.0
-
-
-def transaction_id(*parts: str) -> str:
-    """A stable transaction id derived from what caused the send (e.g. event id + index)."""
-    digest = hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:32]
-    return f"pw{digest}"
 
 
 class OutboxSender:

@@ -21,13 +21,12 @@ from typing import Any
 from nio import AsyncClient, MatrixRoom, RoomMessageText
 
 from bot.config import Config
-from bot.outbox import transaction_id
 from commands.context import CommandContext, RoomKind
 from commands.dispatcher import Dispatcher
 from commands.parser import command_text, parse_invocation
 from commands.registry import CommandRegistry
 from commands.reply import Reply
-from storage import Transaction
+from storage import Transaction, transaction_id
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +100,4 @@ async def enqueue_reply(
     """Queue a reply to `event`; its transaction id is derived from the event, so never twice."""
     content = reply.to_content()
     content["m.relates_to"] = {"m.in_reply_to": {"event_id": event.event_id}}
-    await tx.outbox.enqueue(
-        transaction_id(event.event_id, str(index)),
-        room_id,
-        "message",
-        {"type": "m.room.message", "content": content},
-    )
+    await tx.outbox.enqueue_message(transaction_id(event.event_id, str(index)), room_id, content)

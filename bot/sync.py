@@ -31,11 +31,11 @@ from nio import (
 from bot.backoff import Backoff
 from bot.config import Config
 from bot.matrix import refresh_device_keys
-from bot.outbox import OutboxSender, transaction_id
+from bot.outbox import OutboxSender
 from bot.router import EventRouter
 from commands.reply import Reply
 from rooms.policy import is_allowed_user
-from storage import Database
+from storage import Database, transaction_id
 
 log = logging.getLogger(__name__)
 
@@ -204,11 +204,10 @@ class SyncLoop:
                 async with self._db.transaction() as tx:
                     await tx.sync.mark_undecrypted_notified(item.event_id)
                     reply = Reply.mention(item.sender, UNDECRYPTABLE_NOTICE)
-                    await tx.outbox.enqueue(
+                    await tx.outbox.enqueue_message(
                         transaction_id(item.event_id, "undecryptable"),
                         item.room_id,
-                        "message",
-                        {"type": "m.room.message", "content": reply.to_content()},
+                        reply.to_content(),
                     )
 
     async def _backfill(self, room_id: str, prev_batch: str | None) -> list[Any]:

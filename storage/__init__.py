@@ -27,7 +27,7 @@ from storage.models import (
     PromptAnswer,
     UndecryptedEvent,
 )
-from storage.outbox import OutboxRepository
+from storage.outbox import OutboxRepository, transaction_id
 from storage.practitioners import CONTACT_FIELDS, PractitionerRepository
 from storage.prompts import PromptRepository
 from storage.sync_state import SyncStateRepository
@@ -58,6 +58,7 @@ __all__ = [
     "OutboxItem",
     "OutboxRepository",
     "Practitioner",
+    "transaction_id",
     "PractitionerRepository",
     "Prompt",
     "PromptAnswer",

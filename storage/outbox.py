@@ -6,6 +6,7 @@ is deduplicated by the homeserver instead of being sent twice.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -18,9 +19,31 @@ if TYPE_CHECKING:
     from storage.transaction import Transaction
 
 
+def transaction_id(*parts: str) -> str:
+    """A stable transaction id derived from what caused the send (e.g. an event id and an index).
+
+    The same cause always gives the same id, so replaying an event cannot queue a second item.
+    """
+    digest = hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:32]
+    return f"pw{digest}"
+
+
 class OutboxRepository:
     def __init__(self, tx: Transaction) -> None:
         self._tx = tx
+
+    async def enqueue_message(
+        self,
+        txn_id: str,
+        room_id: str,
+        content: Mapping[str, Any],
+        *,
+        event_type: str = "m.room.message",
+    ) -> bool:
+        """Queue a room event (encrypted on sending when the room is encrypted)."""
+        return await self.enqueue(
+            txn_id, room_id, "message", {"type": event_type, "content": dict(content)}
+        )
 
     async def enqueue(
         self, txn_id: str, room_id: str, kind: str, payload: Mapping[str, Any]

@@ -1,0 +1,67 @@
+"""Fixtures for integration tests: one real Synapse per test session, and practitioner clients.
+
+Every test under tests/integration is marked `synapse`, so `pytest -m "not synapse"` skips them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from bot.devserver import LocalSynapse, free_port
+from tests.integration.harness import Practitioner
+
+HERE = Path(__file__).parent
+
+MakePractitioner = Callable[..., Awaitable[Practitioner]]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark before `-m` selection runs, so `-m "not synapse"` deselects these tests."""
+    for item in items:
+        if HERE in item.path.parents:
+            item.add_marker(pytest.mark.synapse)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def synapse(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalSynapse]:
+    """One Synapse on a free 127.0.0.1 port for the whole session, with relaxed rate limits."""
+    server = LocalSynapse(
+        tmp_path_factory.mktemp("synapse"), port=free_port(), relaxed_rate_limits=True
+    )
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def make_practitioner(
+    synapse: LocalSynapse, tmp_path: Path
+) -> AsyncIterator[MakePractitioner]:
+    """A factory: `await make_practitioner("alice")` registers a fresh `@alice-<random>` user,
+    logs it in with its own E2EE store, and starts its sync loop; all are closed at test end."""
+    created: list[Practitioner] = []
+
+    async def make(name: str = "p", *, displayname: str | None = None) -> Practitioner:
+        localpart = f"{name.lower()}-{uuid.uuid4().hex[:8]}"
+        password = uuid.uuid4().hex
+        user_id = await synapse.register_user(localpart, password, displayname=displayname)
+        practitioner = Practitioner(
+            synapse.base_url, user_id, password, tmp_path / "clients" / localpart
+        )
+        created.append(practitioner)
+        await practitioner.login()
+        return practitioner
+
+    try:
+        yield make
+    finally:
+        for practitioner in reversed(created):
+            await practitioner.close()
