@@ -48,7 +48,8 @@ def write_bot_config(
 class BotProcess:
     """One bot process; start() waits for its first completed sync."""
 
-    def __init__(self, config_path: Path, log_path: Path) -> None:
+    def __init__(self, config_path: Path, log_path: Path, *, user_id: str) -> None:
+        self.user_id = user_id
         self.config_path = config_path
         self.log_path = log_path
         self.process: asyncio.subprocess.Process | None = None

@@ -13,6 +13,7 @@ import pytest
 import pytest_asyncio
 
 from bot.devserver import LocalSynapse, free_port
+from tests.integration.botproc import BotProcess, write_bot_config
 from tests.integration.harness import Practitioner
 
 HERE = Path(__file__).parent
@@ -65,3 +66,45 @@ async def make_practitioner(
     finally:
         for practitioner in reversed(created):
             await practitioner.close()
+
+
+class BotFactory:
+    """Starts bot processes, each with its own account and storage, like a fresh deployment."""
+
+    def __init__(self, synapse: LocalSynapse, root: Path) -> None:
+        self._synapse = synapse
+        self._root = root
+        self.started: list[BotProcess] = []
+
+    async def __call__(
+        self, name: str = "patchwork", *, start: bool = True, **config: object
+    ) -> BotProcess:
+        localpart = f"{name}-{uuid.uuid4().hex[:8]}"
+        password = uuid.uuid4().hex
+        user_id = await self._synapse.register_user(localpart, password)
+        folder = self._root / localpart
+        folder.mkdir(parents=True)
+        config_path = write_bot_config(
+            folder / "patchwork.yaml",
+            homeserver_url=self._synapse.base_url,
+            user_id=user_id,
+            password=password,
+            storage=folder / "data",
+            **config,  # type: ignore[arg-type]
+        )
+        bot = BotProcess(config_path, folder / "bot.log", user_id=user_id)
+        self.started.append(bot)
+        if start:
+            await bot.start()
+        return bot
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def make_bot(synapse: LocalSynapse, tmp_path: Path) -> AsyncIterator[BotFactory]:
+    """A factory for bot processes (`python -m bot run --config ...`), stopped at test end."""
+    factory = BotFactory(synapse, tmp_path / "bots")
+    try:
+        yield factory
+    finally:
+        for bot in factory.started:
+            await bot.stop()
