@@ -1,8 +1,18 @@
-"""Who may be on a Patchwork team: only users on the operator's allowed homeservers."""
+"""Who may be on a Patchwork team, and the operator's rules the team logic follows.
+
+`TeamPolicy` is built once by the process from its configuration and handed to everything in
+`rooms` (and to commands as `ctx.services["policy"]`), so this package never reads the
+configuration itself.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Literal
+
+FamilyCreators = Literal["anyone", "admins"]
 
 
 def server_of(user_id: str) -> str:
@@ -14,3 +24,36 @@ def server_of(user_id: str) -> str:
 def is_allowed_user(user_id: str, allowed_servers: Iterable[str]) -> bool:
     server = server_of(user_id)
     return bool(server) and server in {name.lower() for name in allowed_servers}
+
+
+@dataclass(frozen=True)
+class TeamPolicy:
+    """The operator's rules for teams: who may join, who administers, who may create rooms."""
+
+    bot_user_id: str
+    allowed_servers: frozenset[str]
+    admins: frozenset[str]
+    family_creators: FamilyCreators
+    prompt_interval: timedelta
+
+    def __post_init__(self) -> None:
+        # Server names compare case-insensitively; normalise once instead of at every check.
+        object.__setattr__(
+            self, "allowed_servers", frozenset(name.lower() for name in self.allowed_servers)
+        )
+        if self.prompt_interval <= timedelta(0):
+            raise ValueError("the prompt interval must be positive")
+
+    def allows(self, user_id: str) -> bool:
+        """Whether the user's homeserver is one whose users may be on a team."""
+        return is_allowed_user(user_id, self.allowed_servers)
+
+    def is_admin(self, user_id: str) -> bool:
+        return user_id in self.admins
+
+    def may_create_families(self, user_id: str) -> bool:
+        return self.family_creators == "anyone" or self.is_admin(user_id)
+
+    def servers_text(self) -> str:
+        """The allowed servers for messages, in a stable order."""
+        return ", ".join(sorted(self.allowed_servers))

@@ -21,6 +21,11 @@ from storage.models import (
 if TYPE_CHECKING:
     from storage.transaction import Transaction
 
+_ACTIVATE_WITH_BASIS = (
+    "status = CASE WHEN status = 'pending' AND lawful_basis IS NOT NULL"
+    " THEN 'active' ELSE status END"
+)
+
 
 class FamilyRepository:
     def __init__(self, tx: Transaction) -> None:
@@ -70,9 +75,20 @@ class FamilyRepository:
         return await self._update(family_id, "room_id = ?", (room_id,))
 
     async def record_basis(
-        self, family_id: int, basis: LawfulBasis, recorded_by: str, note: str | None
+        self,
+        family_id: int,
+        basis: LawfulBasis,
+        recorded_by: str,
+        note: str | None,
+        *,
+        require_informed: bool = False,
     ) -> Family:
-        """Record the lawful basis; a pending family becomes active once it has one."""
+        """Record the lawful basis; a pending family becomes active once it has one.
+
+        With `require_informed`, a pending family becomes active only if it has also been
+        told (or a reason not to tell it is recorded), which is the rule the team commands
+        follow; `record_informed` then completes the activation.
+        """
         if basis not in LAWFUL_BASES:
             raise ValueError(
                 f"unknown lawful basis {basis!r}; expected one of {', '.join(sorted(LAWFUL_BASES))}"
@@ -80,8 +96,10 @@ class FamilyRepository:
         return await self._update(
             family_id,
             "lawful_basis = ?, basis_recorded_by = ?, basis_recorded_at = ?, basis_note = ?,"
-            " status = CASE WHEN status = 'pending' THEN 'active' ELSE status END",
-            (basis, recorded_by, encode_time(self._tx.now()), note),
+            " status = CASE WHEN status = 'pending' AND (? = 0"
+            " OR family_informed_at IS NOT NULL OR not_informed_reason IS NOT NULL)"
+            " THEN 'active' ELSE status END",
+            (basis, recorded_by, encode_time(self._tx.now()), note, int(require_informed)),
         )
 
     async def record_informed(
@@ -90,18 +108,23 @@ class FamilyRepository:
         note: str | None = None,
         not_informed_reason: str | None = None,
     ) -> Family:
-        """Either the family was told (now), or why telling them would be unsafe; not both."""
+        """Either the family was told (now), or why telling them would be unsafe; not both.
+
+        A pending family that already has its lawful basis becomes active.
+        """
         if not_informed_reason is not None:
             if note is not None:
                 raise ValueError("give either a note that the family was told, or a reason not to")
             return await self._update(
                 family_id,
-                "family_informed_at = NULL, informed_note = NULL, not_informed_reason = ?",
+                "family_informed_at = NULL, informed_note = NULL, not_informed_reason = ?,"
+                f" {_ACTIVATE_WITH_BASIS}",
                 (not_informed_reason,),
             )
         return await self._update(
             family_id,
-            "family_informed_at = ?, informed_note = ?, not_informed_reason = NULL",
+            "family_informed_at = ?, informed_note = ?, not_informed_reason = NULL,"
+            f" {_ACTIVATE_WITH_BASIS}",
             (encode_time(self._tx.now()), note),
         )
 

@@ -81,6 +81,19 @@ class OutboxRepository:
         row = await self._tx.fetchone("SELECT * FROM outbox WHERE txn_id = ?", (txn_id,))
         return None if row is None else OutboxItem.from_row(row)
 
+    async def for_user(self, room_id: str, kind: str, user_id: str) -> list[OutboxItem]:
+        """Every item of one kind aimed at one user in a room (invites, kicks), oldest first.
+
+        Lets a caller that has no event id to derive a transaction id from (start-up
+        reconciliation) see whether the same action is already queued.
+        """
+        rows = await self._tx.fetchall(
+            "SELECT * FROM outbox WHERE room_id = ? AND kind = ?"
+            " AND json_extract(payload, '$.user_id') = ? ORDER BY id",
+            (room_id, kind, user_id),
+        )
+        return [OutboxItem.from_row(row) for row in rows]
+
     async def mark_sent(self, item_id: int, result: str | None) -> None:
         """Record success; `result` is what the homeserver returned (an event id, say)."""
         await self._update(

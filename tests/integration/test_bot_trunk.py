@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 from nio import RoomMessageNotice
 
@@ -139,7 +140,8 @@ async def test_commands_sent_while_the_bot_is_down_are_answered_once_after_resta
     await bot.start()
     await _wait_for_replies(alice, room_id, bot.user_id, while_down)
     await _settle(alice, room_id, bot.user_id)
-    assert "paged back 3 events" in bot.log_tail(400), "the limited sync must be paged back"
+    paged = re.findall(r"paged back (\d+) events", bot.log_tail(400))
+    assert paged and int(paged[-1]) >= 1, "the limited sync after the restart must be paged back"
 
     counts = reply_counts(alice.notices(room_id, bot.user_id))
     for event_id in [before, *while_down]:
