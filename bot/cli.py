@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 from bot.config import ConfigError, load_config
+from bot.matrix import LoginError
+from storage import DatabaseTooNewError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.config}: OK (bot {config.bot.user_id} on {config.homeserver.url})")
             return 0
         return asyncio.run(_run(args.config))
-    except ConfigError as exc:
+    except (ConfigError, DatabaseTooNewError, LoginError) as exc:
+        # Operator mistakes get a clear message, not a traceback.
         print(str(exc), file=sys.stderr)
         return 2
 

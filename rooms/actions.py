@@ -1,0 +1,62 @@
+"""Queuing what the team logic decides to say or do in Matrix: notices, invites, kicks, state.
+
+Nothing here talks to Matrix. Each helper writes one outbox item inside the caller's
+transaction, with a transaction id derived from its cause (an event id and a purpose, say), so
+replaying the cause queues nothing new. The process's outbox sender performs the items.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from commands.reply import Markup, Reply
+from storage import Transaction, transaction_id
+
+INVITE = "invite"
+KICK = "kick"
+STATE = "state"
+CREATE_ROOM = "create_room"
+
+
+def transaction_of(tx: object) -> Transaction:
+    """The storage transaction behind a command context's narrow `tx`.
+
+    Commands see the transaction through a small Protocol; the team commands need the
+    repositories, and this check turns a wrongly wired context into a clear error.
+    """
+    if not isinstance(tx, Transaction):
+        raise TypeError(f"expected a storage Transaction, got {type(tx).__name__}")
+    return tx
+
+
+async def post_notice(tx: Transaction, room_id: str, message: Markup, *cause: str) -> bool:
+    """Queue an `m.notice`; only people in `message.mentions` are pinged. True if new."""
+    content = Reply.from_markup(message).to_content()
+    return await tx.outbox.enqueue_message(transaction_id(*cause), room_id, content)
+
+
+async def invite_user(
+    tx: Transaction, room_id: str, user_id: str, reason: str | None, *cause: str
+) -> bool:
+    payload: dict[str, Any] = {"user_id": user_id}
+    if reason:
+        payload["reason"] = reason
+    return await tx.outbox.enqueue(transaction_id(*cause), room_id, INVITE, payload)
+
+
+async def kick_user(tx: Transaction, room_id: str, user_id: str, reason: str, *cause: str) -> bool:
+    payload = {"user_id": user_id, "reason": reason}
+    return await tx.outbox.enqueue(transaction_id(*cause), room_id, KICK, payload)
+
+
+async def send_state(
+    tx: Transaction,
+    room_id: str,
+    event_type: str,
+    content: Mapping[str, Any],
+    *cause: str,
+    state_key: str = "",
+) -> bool:
+    payload = {"event_type": event_type, "state_key": state_key, "content": dict(content)}
+    return await tx.outbox.enqueue(transaction_id(*cause), room_id, STATE, payload)
