@@ -42,30 +42,41 @@ async def synapse(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Loc
         await server.stop()
 
 
+class PractitionerFactory:
+    """`await factory("alice")` registers a fresh `@alice-<random>` user on one Synapse, logs it
+    in with its own E2EE store and starts its sync loop."""
+
+    def __init__(self, synapse: LocalSynapse, root: Path) -> None:
+        self._synapse = synapse
+        self._root = root
+        self.created: list[Practitioner] = []
+
+    async def __call__(self, name: str = "p", *, displayname: str | None = None) -> Practitioner:
+        localpart = f"{name.lower()}-{uuid.uuid4().hex[:8]}"
+        password = uuid.uuid4().hex
+        user_id = await self._synapse.register_user(localpart, password, displayname=displayname)
+        practitioner = Practitioner(
+            self._synapse.base_url, user_id, password, self._root / localpart
+        )
+        self.created.append(practitioner)
+        await practitioner.login()
+        return practitioner
+
+    async def close_all(self) -> None:
+        for practitioner in reversed(self.created):
+            await practitioner.close()
+
+
 @pytest_asyncio.fixture(loop_scope="session")
 async def make_practitioner(
     synapse: LocalSynapse, tmp_path: Path
 ) -> AsyncIterator[MakePractitioner]:
-    """A factory: `await make_practitioner("alice")` registers a fresh `@alice-<random>` user,
-    logs it in with its own E2EE store, and starts its sync loop; all are closed at test end."""
-    created: list[Practitioner] = []
-
-    async def make(name: str = "p", *, displayname: str | None = None) -> Practitioner:
-        localpart = f"{name.lower()}-{uuid.uuid4().hex[:8]}"
-        password = uuid.uuid4().hex
-        user_id = await synapse.register_user(localpart, password, displayname=displayname)
-        practitioner = Practitioner(
-            synapse.base_url, user_id, password, tmp_path / "clients" / localpart
-        )
-        created.append(practitioner)
-        await practitioner.login()
-        return practitioner
-
+    """Practitioner clients on the session's Synapse, all closed at test end."""
+    factory = PractitionerFactory(synapse, tmp_path / "clients")
     try:
-        yield make
+        yield factory
     finally:
-        for practitioner in reversed(created):
-            await practitioner.close()
+        await factory.close_all()
 
 
 class BotFactory:

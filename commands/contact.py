@@ -1,0 +1,250 @@
+"""`!contact`: a practitioner's own contact details and their consent to share them.
+
+Details belong to the practitioner and are the same on every team they are on. Name,
+organisation and job title are always shown to their teams; phone and email only once they
+say `!contact share on`, and the time of each change of mind is kept. Audit rows record which
+field changed, never its value.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Literal
+
+from commands.context import CommandContext, RoomKind
+from commands.converters import Choice, Rest, Text, quoted
+from commands.errors import UserInputError
+from commands.registry import ANYWHERE, Command, command, group
+from commands.reply import Markup, blocks, bullet_list, code, paragraph, text
+from commands.team_support import day, storage
+
+if TYPE_CHECKING:
+    from storage import Practitioner
+
+Field = Literal["name", "org", "title", "phone", "email"]
+FIELDS: tuple[Field, ...] = ("name", "org", "title", "phone", "email")
+COLUMNS: dict[str, str] = {
+    "name": "display_name",
+    "org": "organisation",
+    "title": "job_title",
+    "phone": "phone",
+    "email": "email",
+}
+LABELS: dict[str, str] = {
+    "name": "name",
+    "org": "organisation",
+    "title": "job title",
+    "phone": "phone number",
+    "email": "email address",
+}
+TEXT_LIMITS: dict[str, int] = {"name": 80, "org": 120, "title": 80}
+CONSENT_FIELDS = frozenset({"phone", "email"})
+
+PHONE_SYMBOLS = frozenset("0123456789 ()-")
+PHONE_DIGITS = (7, 15)
+PHONE_EXAMPLE = "+44 1632 960123"
+EMAIL_LIMIT = 254
+EMAIL = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
+)
+EMAIL_EXAMPLE = "sam.patel@council.example"
+
+
+def clean_phone(raw: str) -> str:
+    """Digits, spaces, dashes and brackets, an optional leading +, and 7 to 15 digits."""
+    value = " ".join(raw.split())
+    body = value.removeprefix("+")
+    digits = sum(char.isascii() and char.isdigit() for char in body)
+    if not body or any(char not in PHONE_SYMBOLS for char in body):
+        raise UserInputError(
+            quoted(raw)
+            + " is not a phone number I can use: write it with digits, spaces, dashes or "
+            "brackets, and + only at the start, like "
+            + code(PHONE_EXAMPLE)
+            + "."
+        )
+    low, high = PHONE_DIGITS
+    if not low <= digits <= high:
+        raise UserInputError(
+            quoted(raw)
+            + f" has {digits} digits; a phone number has {low} to {high}, like "
+            + code(PHONE_EXAMPLE)
+            + "."
+        )
+    return value
+
+
+def clean_email(raw: str) -> str:
+    value = raw.strip()
+    local = value.partition("@")[0]
+    if len(value) > EMAIL_LIMIT or len(local) > 64 or not EMAIL.fullmatch(value):
+        raise UserInputError(
+            quoted(raw) + " is not an email address I can use. Write it in full, like "
+            + code(EMAIL_EXAMPLE)
+            + "."
+        )
+    return value
+
+
+def clean_text(field: str, raw: str) -> str:
+    """One line of text within the field's limit."""
+    value = " ".join(raw.split())
+    limit = TEXT_LIMITS[field]
+    if not value or not value.isprintable():
+        raise UserInputError(f"Please give your {LABELS[field]} as one line of text.")
+    if len(value) > limit:
+        raise UserInputError(
+            f"That {LABELS[field]} is {len(value)} characters long; the most I can keep is "
+            f"{limit}."
+        )
+    return value
+
+
+def clean(field: str, raw: str) -> str:
+    if field == "phone":
+        return clean_phone(raw)
+    if field == "email":
+        return clean_email(raw)
+    return clean_text(field, raw)
+
+
+@command(
+    "set",
+    summary="Change one of your contact details.",
+    description=(
+        "For example: !contact set phone 01632 960123, !contact set email "
+        "sam.patel@council.example, !contact set org Oak Primary School. Your details are "
+        "the same on every team you are on."
+    ),
+    where=ANYWHERE,
+    converters={
+        "field": Choice(*FIELDS, label="|".join(FIELDS)),
+        "value": Text(label="value", max_length=EMAIL_LIMIT),
+    },
+)
+async def contact_set(ctx: CommandContext, field: Field, value: Rest[str]) -> None:
+    tx = storage(ctx)
+    cleaned = clean(field, value)
+    await tx.practitioners.ensure(ctx.sender)
+    practitioner = await tx.practitioners.update_contact(ctx.sender, **{COLUMNS[field]: cleaned})
+    await tx.audit.append(ctx.sender, "contact_update", detail={"field": field})
+    saved = f"Saved your {LABELS[field]}."
+    if field not in CONSENT_FIELDS:
+        ctx.reply(paragraph(saved + " Your teams see it in " + code(f"{ctx.prefix}whois") + "."))
+    elif practitioner.share_contact:
+        ctx.reply(paragraph(saved + " Your teams can see it, as you share your contact details."))
+    else:
+        ctx.reply(
+            paragraph(
+                saved
+                + " Your teams cannot see it until you share your contact details with "
+                + code(f"{ctx.prefix}contact share on")
+                + "."
+            )
+        )
+
+
+@command(
+    "share",
+    summary="Say whether your teams may see your phone number and email address.",
+    description="You can change your mind at any time; the time of each change is recorded.",
+    where=ANYWHERE,
+)
+async def contact_share(ctx: CommandContext, answer: Literal["on", "off"]) -> None:
+    tx = storage(ctx)
+    share = answer == "on"
+    await tx.practitioners.ensure(ctx.sender)
+    practitioner = await tx.practitioners.set_share_contact(ctx.sender, share)
+    await tx.audit.append(ctx.sender, "contact_share", detail={"share": share})
+    if share:
+        message = paragraph(
+            "Thank you. Your teams can now see your phone number and email address in "
+            + code(f"{ctx.prefix}whois")
+            + ". Send "
+            + code(f"{ctx.prefix}contact share off")
+            + " to stop at any time."
+        )
+        if not practitioner.phone and not practitioner.email:
+            message = blocks(
+                message,
+                paragraph(
+                    "You have not given them yet: "
+                    + code(f"{ctx.prefix}contact set phone <number>")
+                    + " and "
+                    + code(f"{ctx.prefix}contact set email <address>")
+                    + "."
+                ),
+            )
+        ctx.reply(message)
+    else:
+        ctx.reply(
+            paragraph(
+                "Your phone number and email address are now hidden from your teams. Your "
+                "name, organisation and job title are still shown. Send "
+                + code(f"{ctx.prefix}contact share on")
+                + " if you change your mind."
+            )
+        )
+
+
+@group(
+    "contact",
+    summary="See your contact details and whether your teams may see them.",
+    description=(
+        "Send !contact alone to see what I hold about you. In a family room your phone "
+        "number and email address are only shown if you share them."
+    ),
+    where=ANYWHERE,
+    subcommands=(contact_set, contact_share),
+)
+async def contact(ctx: CommandContext) -> None:
+    practitioner = await storage(ctx).practitioners.get(ctx.sender)
+    public_room = ctx.room_kind is RoomKind.FAMILY
+    shares = practitioner is not None and practitioner.share_contact
+    items: list[Markup] = []
+    for field in FIELDS:
+        value = None if practitioner is None else getattr(practitioner, COLUMNS[field])
+        label = LABELS[field].capitalize() + ": "
+        if value is None:
+            items.append(label + text("not given"))
+        elif field in CONSENT_FIELDS and public_room and not shares:
+            items.append(label + text("given (hidden here, as you do not share it)"))
+        else:
+            items.append(label + code(value))
+    parts: list[Markup] = [
+        paragraph("Your contact details (the same on every team you are on):"),
+        bullet_list(items),
+        paragraph(_consent(practitioner, ctx.prefix)),
+        paragraph(
+            "Change a detail with "
+            + code(f"{ctx.prefix}contact set <{'|'.join(FIELDS)}> <value>")
+            + "."
+        ),
+    ]
+    if public_room and not shares and practitioner is not None:
+        parts.append(
+            paragraph("Send " + code(f"{ctx.prefix}contact") + " in a direct chat with me to see "
+                      "everything.")
+        )
+    ctx.reply(blocks(*parts))
+
+
+def _consent(practitioner: Practitioner | None, prefix: str) -> Markup:
+    if practitioner is None or practitioner.share_contact_changed_at is None:
+        return (
+            "Sharing your phone number and email address with your teams: not decided yet. "
+            + code(f"{prefix}contact share on")
+            + " or "
+            + code(f"{prefix}contact share off")
+            + "."
+        )
+    since = day(practitioner.share_contact_changed_at)
+    if practitioner.share_contact:
+        return text(f"Sharing your phone number and email address with your teams: on, since "
+                    f"{since}. ") + code(f"{prefix}contact share off") + " to stop."
+    return text(f"Sharing your phone number and email address with your teams: off, since "
+                f"{since}. ") + code(f"{prefix}contact share on") + " to share them."
+
+
+COMMANDS: tuple[Command, ...] = (contact,)

@@ -1,0 +1,222 @@
+"""`!whois`: who else is on this family's team and how to reach them.
+
+Need-to-know by design: contact details appear only for practitioners who agreed to share
+them, sensitive involvements (a domestic-violence service, say) are hidden except from the
+lead, administrators and the practitioner themselves, and every look-up is audited with its
+query (never with what was shown about anyone's contact details).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from commands.context import CommandContext
+from commands.converters import Rest, Text
+from commands.registry import FAMILY_ROOM, Command, command
+from commands.reply import (
+    MATRIX_TO,
+    Markup,
+    blocks,
+    bold,
+    bullet_list,
+    code,
+    lines,
+    paragraph,
+    text,
+    user,
+)
+from commands.team_support import (
+    current_family,
+    day,
+    display_name,
+    is_on_team,
+    lead_or_admin,
+    storage,
+)
+
+if TYPE_CHECKING:
+    from storage import Involvement, Practitioner
+
+QUERY_LIMIT = 100
+
+
+@dataclass(frozen=True)
+class Member:
+    """One visible team member and what we know about them."""
+
+    involvement: Involvement
+    practitioner: Practitioner | None
+    name: str | None
+
+    @property
+    def user_id(self) -> str:
+        return self.involvement.user_id
+
+    def pill(self) -> Markup:
+        return user(self.user_id, self.name)
+
+    def matches(self, query: str) -> bool:
+        """By @user id (a localpart prefix is enough), or by part of a name, role or employer."""
+        wanted = query.strip().removeprefix(MATRIX_TO).casefold()
+        if wanted.startswith("@"):
+            if ":" in wanted:
+                return self.user_id.casefold() == wanted
+            localpart = self.user_id[1:].partition(":")[0].casefold()
+            return localpart.startswith(wanted[1:])
+        practitioner = self.practitioner
+        fields = [self.name, self.involvement.role]
+        if practitioner is not None:
+            fields += [practitioner.display_name, practitioner.job_title, practitioner.organisation]
+        return any(wanted in field.casefold() for field in fields if field)
+
+
+@command(
+    "whois",
+    summary="See who is on this family's team and how to reach them.",
+    description=(
+        "Send !whois alone for the whole team, or add a name, an @user id or a role, like "
+        "!whois teacher, for one person's card. Phone numbers and email addresses are shown "
+        "only for people who agreed to share them. Every look-up is recorded, and the lead "
+        "can see who looked."
+    ),
+    where=FAMILY_ROOM,
+    converters={"query": Text(label="name, @user or role", max_length=QUERY_LIMIT)},
+)
+async def whois(ctx: CommandContext, query: Rest[str] | None = None) -> None:
+    tx = storage(ctx)
+    family = await current_family(ctx)
+    privileged = await lead_or_admin(ctx)
+    members = await _visible_members(ctx, family.id, privileged)
+    shown = members if query is None else [m for m in members if m.matches(query)]
+    await tx.audit.append(
+        ctx.sender,
+        "whois",
+        family_id=family.id,
+        detail={"query": query, "shown": [member.user_id for member in shown]},
+    )
+    if query is None:
+        ctx.reply(_team(family.reference, shown, privileged, ctx.prefix))
+    elif not shown:
+        ctx.reply(
+            paragraph(
+                "Nobody on this team matches "
+                + code(query)
+                + ". Send "
+                + code(f"{ctx.prefix}whois")
+                + " to see the whole team."
+            )
+        )
+    elif len(shown) == 1:
+        ctx.reply(_card(shown[0], privileged))
+    else:
+        ctx.reply(
+            blocks(
+                paragraph(f"{len(shown)} people on this team match " + code(query) + ":"),
+                bullet_list(member.pill() + _role_text(member) for member in shown),
+                paragraph(
+                    "Send "
+                    + code(f"{ctx.prefix}whois @user:server")
+                    + " with one of their ids for their card."
+                ),
+            )
+        )
+
+
+async def _visible_members(ctx: CommandContext, family_id: int, privileged: bool) -> list[Member]:
+    """The active team, without sensitive involvements unless the viewer may see them."""
+    tx = storage(ctx)
+    members: list[Member] = []
+    for involvement in await tx.involvements.for_family(family_id):
+        if not is_on_team(involvement):
+            continue
+        if involvement.sensitive and not privileged and involvement.user_id != ctx.sender:
+            continue
+        practitioner = await tx.practitioners.get(involvement.user_id)
+        name = await display_name(ctx, involvement.user_id, practitioner)
+        members.append(Member(involvement, practitioner, name))
+    return members
+
+
+def _role_text(member: Member) -> Markup:
+    role = member.involvement.role
+    return Markup() if role is None else text(" — " + role)
+
+
+def _facts(member: Member, privileged: bool) -> list[Markup]:
+    """Role, employer, lead, status and confirmation, in the order people scan for them."""
+    involvement = member.involvement
+    practitioner = member.practitioner
+    facts: list[Markup] = [text(involvement.role or "role not given yet")]
+    if practitioner is not None and (practitioner.organisation or practitioner.job_title):
+        work = ", ".join(
+            part for part in (practitioner.job_title, practitioner.organisation) if part
+        )
+        facts.append(text(work))
+    if involvement.is_lead:
+        facts.append(bold("lead"))
+    if involvement.membership == "invite":
+        facts.append(text("invited, not joined yet"))
+    if involvement.last_confirmed_at is not None:
+        facts.append(text(f"last confirmed {day(involvement.last_confirmed_at)}"))
+    else:
+        facts.append(text(f"on the team since {day(involvement.started_at)}, not confirmed yet"))
+    if practitioner is not None and practitioner.away_until is not None:
+        away = practitioner.away_until
+        facts.append(text(f"away until {away.day} {away:%b %Y}"))
+    if involvement.sensitive and privileged:
+        facts.append(text("sensitive: hidden from ordinary look-ups"))
+    return facts
+
+
+def _contact(member: Member) -> list[Markup]:
+    """Phone and email, only with the practitioner's consent."""
+    practitioner = member.practitioner
+    if practitioner is None or not practitioner.share_contact:
+        return []
+    found: list[Markup] = []
+    if practitioner.phone:
+        found.append("phone " + code(practitioner.phone))
+    if practitioner.email:
+        found.append("email " + code(practitioner.email))
+    return found
+
+
+def _join(parts: list[Markup], separator: str = " · ") -> Markup:
+    joined = Markup()
+    for index, part in enumerate(parts):
+        joined += (separator if index else "") + part
+    return joined
+
+
+def _team(reference: str, members: list[Member], privileged: bool, prefix: str) -> Markup:
+    if not members:
+        return paragraph(f"Nobody is on the team for {reference} yet.")
+    entries = [
+        _join([member.pill(), *_facts(member, privileged), *_contact(member)])
+        for member in members
+    ]
+    return blocks(
+        paragraph(f"The team for {reference} ({len(members)}):"),
+        bullet_list(entries),
+        paragraph(
+            "Contact details are shown only for people who share them. Send "
+            + code(f"{prefix}whois <name, @user or role>")
+            + " for one person's card."
+        ),
+    )
+
+
+def _card(member: Member, privileged: bool) -> Markup:
+    contact = _contact(member)
+    practitioner = member.practitioner
+    if not contact and (practitioner is None or not practitioner.share_contact):
+        contact_line = text("contact details not shared")
+    elif not contact:
+        contact_line = text("no contact details given")
+    else:
+        contact_line = _join(contact)
+    return paragraph(lines(bold(member.pill()), _join(_facts(member, privileged)), contact_line))
+
+
+COMMANDS: tuple[Command, ...] = (whois,)

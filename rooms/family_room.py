@@ -1,0 +1,231 @@
+"""Family rooms: the createRoom request, recording a new family, what happens once the
+homeserver has made the room, and handing over the lead.
+
+The bot never creates a room itself here: `request_family_room` records the family as
+`pending` and queues a `create_room` outbox item; the process performs it and then calls
+`on_room_created` in a new transaction, which queues the creator's invite.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from commands.reply import Markup, code
+from rooms.actions import CREATE_ROOM, invite_user, send_state
+from rooms.errors import TeamRuleError
+from rooms.policy import TeamPolicy, server_of
+from storage import ConflictError, Family, Involvement, NotFoundError, Transaction, transaction_id
+
+FAMILY_STATE_EVENT = "org.patchwork.family"
+"""Marks a room as a family room and holds only its case reference, so the mapping survives
+a lost database."""
+
+ROOM_VERSION = "12"
+"""Pinned so the power levels below are valid: from version 12 the room's creator (the bot)
+has unlimited power and must not be listed in `users`, which Synapse enforces."""
+
+ENCRYPTION_ALGORITHM = "m.megolm.v1.aes-sha2"
+LEAD_POWER = 50
+MODERATION_POWER = 50
+STATE_POWER = 100
+
+PROTECTED_STATE_EVENTS = (
+    "m.room.name",
+    "m.room.topic",
+    "m.room.avatar",
+    "m.room.canonical_alias",
+    "m.room.power_levels",
+    "m.room.join_rules",
+    "m.room.guest_access",
+    "m.room.history_visibility",
+    "m.room.encryption",
+    "m.room.server_acl",
+    "m.room.tombstone",
+    "m.room.pinned_events",
+    FAMILY_STATE_EVENT,
+)
+"""Listed explicitly (all at the state default) so clients show them as admin-only."""
+
+BASIS_NAMES: dict[str, str] = {
+    "public_task": "public task",
+    "legal_obligation": "legal obligation",
+    "consent": "consent",
+    "vital_interests": "vital interests",
+}
+
+
+def room_name(reference: str) -> str:
+    """Room state is not encrypted: the name holds the case reference and nothing else."""
+    return f"Team {reference}"
+
+
+def creation_queue_key(family_id: int) -> str:
+    """The outbox `room_id` of a `create_room` item, which has no room yet.
+
+    One key per family, so a creation that is backing off holds up nothing else.
+    """
+    return f"family:{family_id}"
+
+
+def power_levels(lead: str | None) -> dict[str, Any]:
+    """The complete power levels content: the lead moderates, only the bot changes state.
+
+    Anyone may invite (Element's invite button works); the bot checks every invite against
+    the policy afterwards. The bot is the room's creator, so it is not listed in `users`.
+    """
+    return {
+        "users": {} if lead is None else {lead: LEAD_POWER},
+        "users_default": 0,
+        "events_default": 0,
+        "state_default": STATE_POWER,
+        "events": dict.fromkeys(PROTECTED_STATE_EVENTS, STATE_POWER),
+        "invite": 0,
+        "kick": MODERATION_POWER,
+        "ban": MODERATION_POWER,
+        "redact": MODERATION_POWER,
+        "notifications": {"room": MODERATION_POWER},
+    }
+
+
+def create_room_request(reference: str, creator: str, policy: TeamPolicy) -> dict[str, Any]:
+    """The createRoom body for a family room (design section 3).
+
+    No `invite` list: invites go out one by one through the outbox once the room exists.
+    `policy` is accepted so operator rules can shape the request without changing callers;
+    none does today.
+    """
+    return {
+        "preset": "private_chat",
+        "visibility": "private",
+        "room_version": ROOM_VERSION,
+        "name": room_name(reference),
+        "topic": reference,
+        "initial_state": [
+            _state("m.room.encryption", {"algorithm": ENCRYPTION_ALGORITHM}),
+            _state("m.room.join_rules", {"join_rule": "invite"}),
+            _state("m.room.guest_access", {"guest_access": "forbidden"}),
+            _state("m.room.history_visibility", {"history_visibility": "invited"}),
+            _state(FAMILY_STATE_EVENT, {"reference": reference}),
+        ],
+        "power_level_content_override": power_levels(creator),
+    }
+
+
+def _state(event_type: str, content: dict[str, Any]) -> dict[str, Any]:
+    return {"type": event_type, "state_key": "", "content": content}
+
+
+async def request_family_room(
+    tx: Transaction, reference: str, creator: str, policy: TeamPolicy, cause_event_id: str
+) -> Family:
+    """Record a new pending family and queue its room's creation; checks come first.
+
+    Raises TeamRuleError (nothing written) when the creator may not create families here or
+    the reference is already taken.
+    """
+    reference = reference.strip()
+    if not policy.may_create_families(creator):
+        raise TeamRuleError(
+            "Only Patchwork administrators can create family rooms here. Please ask one of "
+            "them to create the room; they can then make you its lead."
+        )
+    if not policy.allows(creator):
+        raise TeamRuleError(
+            f"Family rooms can only be created by people with an account on "
+            f"{policy.servers_text()}, and your account is on {server_of(creator)}."
+        )
+    if await tx.families.by_reference(reference) is not None:
+        raise TeamRuleError(
+            "There is already a family with the reference "
+            + code(reference)
+            + ". If you should be on its team, ask its lead to invite you."
+        )
+    family = await tx.families.create(reference, None, creator)
+    await tx.outbox.enqueue(
+        transaction_id(cause_event_id, "create-room"),
+        creation_queue_key(family.id),
+        CREATE_ROOM,
+        {"family_id": family.id, "request": create_room_request(reference, creator, policy)},
+    )
+    await tx.audit.append(
+        creator, "family_create", family_id=family.id, detail={"reference": reference}
+    )
+    return family
+
+
+async def on_room_created(
+    tx: Transaction, family_id: int, room_id: str, policy: TeamPolicy
+) -> Family:
+    """Attach the new room to its family, make the creator the lead and queue their invite.
+
+    Calling it again with the same room does nothing more. A different room for a family
+    that already has one raises ConflictError: the caller should leave the extra room.
+    """
+    family = await tx.families.get(family_id)
+    if family is None:
+        raise NotFoundError(f"no family with id {family_id}")
+    if family.room_id == room_id:
+        return family
+    if family.room_id is not None:
+        raise ConflictError(f"family {family.reference} already has room {family.room_id}")
+    family = await tx.families.set_room(family_id, room_id)
+    lead = family.created_by
+    await tx.involvements.upsert_membership(
+        family.id, lead, "invite", invited_by=policy.bot_user_id
+    )
+    await tx.involvements.set_lead(family.id, lead)
+    await invite_user(
+        tx, room_id, lead, None, "family-room", str(family.id), room_id, "invite-lead"
+    )
+    await tx.audit.append(
+        policy.bot_user_id,
+        "family_room",
+        family_id=family.id,
+        detail={"room_id": room_id, "lead": lead},
+    )
+    return family
+
+
+async def hand_over_lead(
+    tx: Transaction, family: Family, new_lead: str, *, actor: str, cause_event_id: str
+) -> Involvement:
+    """Make `new_lead` the family's only lead and queue the matching power levels.
+
+    The caller has checked that `new_lead` is an active, joined member.
+    """
+    previous = await tx.involvements.lead(family.id)
+    involvement = await tx.involvements.set_lead(family.id, new_lead)
+    if family.room_id is not None:
+        await send_state(
+            tx,
+            family.room_id,
+            "m.room.power_levels",
+            power_levels(new_lead),
+            cause_event_id,
+            "power-levels",
+        )
+    await tx.audit.append(
+        actor,
+        "lead",
+        family_id=family.id,
+        detail={"from": None if previous is None else previous.user_id, "to": new_lead},
+    )
+    return involvement
+
+
+def governance_gaps(family: Family, prefix: str = "!") -> list[Markup]:
+    """What the lead must still record before anyone else may join a pending team."""
+    gaps: list[Markup] = []
+    if family.lawful_basis is None:
+        gaps.append(
+            "the lawful basis for sharing information about this family: "
+            + code(f"{prefix}family basis <{'|'.join(BASIS_NAMES)}> [note]")
+        )
+    if family.family_informed_at is None and family.not_informed_reason is None:
+        gaps.append(
+            "that the family was told about this team: "
+            + code(f"{prefix}family informed [note]")
+            + ", or why telling them would be unsafe: "
+            + code(f"{prefix}family unsafe <reason>")
+        )
+    return gaps

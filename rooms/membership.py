@@ -1,0 +1,342 @@
+"""Mirroring `m.room.member` changes in family rooms into the roster, and the invite policy.
+
+Room membership is the truth about who is on a team. Whoever made a change (a `!invite`,
+Element's own invite button, a leave, a kick), the process hands the event to
+`on_member_event` inside the event's transaction, and this module:
+
+1. ignores rooms that are not family rooms, the bot itself, and changes the roster already
+   shows (a display-name change, a replayed event, the invite `!invite` already recorded);
+2. revokes an invite or join the policy forbids (a user outside the allowed servers, or anyone
+   but the lead and administrators while the family is pending), with a kick and a notice;
+3. otherwise records the change, one audit row, and tells the team (welcoming a new member).
+
+Every outbox item's transaction id comes from the member event's id, so handling the same
+event twice sends nothing twice.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from commands.reply import Markup, blocks, bullet_list, code, paragraph, user
+from rooms.actions import kick_user, post_notice
+from rooms.family_room import governance_gaps
+from rooms.policy import TeamPolicy, server_of
+from storage import EndReason, Family, Involvement, Membership, Transaction
+
+PRESENT: frozenset[str] = frozenset({"invite", "join"})
+ROSTER_MEMBERSHIPS: frozenset[str] = frozenset({"invite", "join", "leave", "ban"})
+
+Refusal = Literal["server", "pending", "closed"]
+DISPLAY_NAME_LIMIT = 80
+
+
+async def on_member_event(
+    tx: Transaction,
+    *,
+    room_id: str,
+    user_id: str,
+    membership: str,
+    prev_membership: str | None,
+    sender: str,
+    display_name: str | None,
+    reason: str | None,
+    event_id: str,
+    policy: TeamPolicy,
+) -> None:
+    """Mirror one membership change in a family room (see the module docstring).
+
+    `prev_membership` and `reason` are accepted as the event carries them, but the roster's
+    own last-seen membership decides what changed, so a missed event cannot confuse it, and
+    the kick reason (free text in unencrypted room state) is not copied anywhere.
+    """
+    if user_id == policy.bot_user_id or membership not in ROSTER_MEMBERSHIPS:
+        return
+    family = await tx.families.by_room(room_id)
+    if family is None or family.status == "purged":
+        return
+    current = await tx.involvements.get(family.id, user_id)
+    before: Membership | None = None if current is None else current.membership
+    if before == membership:
+        return
+    if membership in PRESENT:
+        refusal = await admission_refusal(tx, family, user_id, policy)
+        if refusal is not None:
+            await revoke(
+                tx,
+                family,
+                user_id,
+                membership,
+                refusal,
+                policy,
+                actor=sender,
+                cause=(event_id,),
+            )
+            return
+    elif current is None:
+        # Leaving a room one was never on the team of (a revoked invite, say) changes nothing.
+        return
+    after: Membership = _membership(membership)
+    was_active = current is not None and current.is_active
+    involvement, changed = await tx.involvements.upsert_membership(
+        family.id,
+        user_id,
+        after,
+        invited_by=sender if after == "invite" else None,
+        end_reason=None if after in PRESENT else _end_reason(user_id, sender),
+    )
+    if not changed:
+        return
+    name = await remember_display_name(tx, user_id, display_name)
+    involvement = await schedule_first_prompt(tx, involvement, policy)
+    detail: dict[str, object] = {
+        "user": user_id,
+        "before": before,
+        "after": after,
+        "event_id": event_id,
+    }
+    if involvement.end_reason is not None and after not in PRESENT:
+        detail["end_reason"] = involvement.end_reason
+    await tx.audit.append(sender, "membership", family_id=family.id, detail=detail)
+    notice = await _notice(tx, family, involvement, before, sender, name, was_active)
+    if notice is not None:
+        await post_notice(tx, room_id, notice, event_id, "membership-notice")
+
+
+def _membership(value: str) -> Membership:
+    if value == "invite":
+        return "invite"
+    if value == "join":
+        return "join"
+    if value == "ban":
+        return "ban"
+    return "leave"
+
+
+def _end_reason(user_id: str, sender: str) -> EndReason:
+    """Leaving oneself is `left`; being kicked or banned by someone else is `removed`."""
+    return "left" if sender == user_id else "removed"
+
+
+async def admission_refusal(
+    tx: Transaction, family: Family, user_id: str, policy: TeamPolicy
+) -> Refusal | None:
+    """Why this user may not be invited to or join this family's room, or None if they may."""
+    if not policy.allows(user_id):
+        return "server"
+    if family.status in ("closed", "purged"):
+        return "closed"
+    if family.status == "pending" and not await may_join_pending(tx, family, user_id, policy):
+        return "pending"
+    return None
+
+
+async def may_join_pending(
+    tx: Transaction, family: Family, user_id: str, policy: TeamPolicy
+) -> bool:
+    """Before the governance records exist, only the lead and administrators may be in."""
+    if user_id == family.created_by or policy.is_admin(user_id):
+        return True
+    lead = await tx.involvements.lead(family.id)
+    return lead is not None and lead.user_id == user_id
+
+
+async def revoke(
+    tx: Transaction,
+    family: Family,
+    user_id: str,
+    membership: str,
+    refusal: Refusal,
+    policy: TeamPolicy,
+    *,
+    actor: str,
+    cause: tuple[str, ...],
+    prefix: str = "!",
+) -> bool:
+    """Queue a kick (withdrawing an invite, or removing a member) and tell the room why.
+
+    Returns False, and writes nothing, if this cause already queued the kick.
+    """
+    if family.room_id is None:
+        return False
+    kicked = await kick_user(
+        tx, family.room_id, user_id, _kick_reason(refusal, policy), *cause, "revoke"
+    )
+    if not kicked:
+        return False
+    await post_notice(
+        tx,
+        family.room_id,
+        _revocation_notice(family, user_id, membership, refusal, policy, prefix),
+        *cause,
+        "revoke-notice",
+    )
+    await tx.audit.append(
+        actor,
+        "membership_revoked",
+        family_id=family.id,
+        detail={"user": user_id, "membership": membership, "rule": refusal, "cause": list(cause)},
+    )
+    return True
+
+
+def _kick_reason(refusal: Refusal, policy: TeamPolicy) -> str:
+    """Shown by clients next to the kick; room state is not encrypted, so nothing personal."""
+    if refusal == "server":
+        return f"Only accounts on {policy.servers_text()} can be on this team."
+    if refusal == "closed":
+        return "This family's record is closed."
+    return "This team is still being set up; only its lead can be here for now."
+
+
+def _revocation_notice(
+    family: Family,
+    user_id: str,
+    membership: str,
+    refusal: Refusal,
+    policy: TeamPolicy,
+    prefix: str,
+) -> Markup:
+    who = user(user_id)
+    opening: Markup = (
+        "I withdrew the invitation to " + who
+        if membership == "invite"
+        else "I removed " + who + " from this room"
+    )
+    if refusal == "server":
+        return paragraph(
+            opening
+            + f": only people with an account on {policy.servers_text()} can be on a "
+            f"Patchwork team, and this account is on {server_of(user_id)}."
+        )
+    if refusal == "closed":
+        return paragraph(opening + ": this family's record is closed, so nobody can join.")
+    gaps = governance_gaps(family, prefix)
+    return blocks(
+        paragraph(
+            opening + ": this team is still being set up. Before anyone other than the lead "
+            "can join, the lead must record:"
+        ),
+        bullet_list(gaps),
+        paragraph("Then invite them again."),
+    )
+
+
+async def remember_display_name(
+    tx: Transaction, user_id: str, display_name: str | None
+) -> str | None:
+    """Keep the room's display name until the practitioner gives their own with !contact;
+    returns the name to show (the event's, else the one on record)."""
+    practitioner = await tx.practitioners.ensure(user_id)
+    given = (display_name or "").strip()[:DISPLAY_NAME_LIMIT] or None
+    if given is not None and practitioner.display_name is None:
+        await tx.practitioners.update_contact(user_id, display_name=given)
+    return given or practitioner.display_name
+
+
+async def schedule_first_prompt(
+    tx: Transaction, involvement: Involvement, policy: TeamPolicy
+) -> Involvement:
+    """A joined, active member is first asked whether they are still involved one interval on."""
+    if (
+        involvement.membership == "join"
+        and involvement.is_active
+        and involvement.next_prompt_at is None
+    ):
+        return await tx.involvements.set_next_prompt(
+            involvement.id, tx.now() + policy.prompt_interval
+        )
+    return involvement
+
+
+async def welcome(
+    tx: Transaction, family: Family, involvement: Involvement, prefix: str = "!"
+) -> list[Markup]:
+    """What a new member is asked: their role, their consent to share contact details, and
+    for a lead of a pending team, what must be recorded first."""
+    parts: list[Markup] = []
+    if involvement.role is None:
+        parts.append(
+            paragraph(
+                "What is your role in this case? Tell the team with "
+                + code(f"{prefix}role <your role>")
+                + ", for example "
+                + code(f"{prefix}role Class teacher")
+                + "."
+            )
+        )
+    else:
+        parts.append(
+            paragraph(
+                "You were invited as "
+                + code(involvement.role)
+                + ". If that is not right, change it with "
+                + code(f"{prefix}role <your role>")
+                + "."
+            )
+        )
+    practitioner = await tx.practitioners.get(involvement.user_id)
+    if practitioner is None or practitioner.share_contact_changed_at is None:
+        parts.append(
+            paragraph(
+                "May I show your phone number and email address to the teams you are on? "
+                "Answer "
+                + code(f"{prefix}contact share on")
+                + " or "
+                + code(f"{prefix}contact share off")
+                + "; you can change your mind at any time. Add your details with "
+                + code(f"{prefix}contact set phone <number>")
+                + " and "
+                + code(f"{prefix}contact set email <address>")
+                + "."
+            )
+        )
+    if involvement.is_lead and family.status == "pending":
+        parts.append(
+            paragraph(
+                "You are this family's lead. Before anyone else can join, please record:"
+            )
+        )
+        parts.append(bullet_list(governance_gaps(family, prefix)))
+    return parts
+
+
+async def _notice(
+    tx: Transaction,
+    family: Family,
+    involvement: Involvement,
+    before: Membership | None,
+    sender: str,
+    display_name: str | None,
+    was_active: bool,
+) -> Markup | None:
+    """The short notice the team gets: joins and leaves, not invites (the room shows those)."""
+    after = involvement.membership
+    if after == "invite":
+        return None
+    if after == "join":
+        if not involvement.is_active:
+            return None
+        who = user(involvement.user_id, display_name, mention=True)
+        return blocks(
+            paragraph(who + " joined the team. Welcome!"),
+            *await welcome(tx, family, involvement),
+        )
+    if not was_active:
+        return None
+    who = user(involvement.user_id, display_name)
+    if before == "invite":
+        if sender == involvement.user_id:
+            message = who + " did not accept the invitation to this team."
+        else:
+            message = "The invitation to " + who + " was withdrawn by " + user(sender) + "."
+    elif sender == involvement.user_id:
+        message = who + " left the team."
+    else:
+        message = who + " was removed from the team by " + user(sender) + "."
+    if involvement.is_lead:
+        message += (
+            " They were this family's lead; an administrator can hand the lead role to "
+            "another member with " + code("!lead @user:server") + "."
+        )
+    return paragraph(message)

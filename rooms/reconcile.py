@@ -1,0 +1,197 @@
+"""Start-up reconciliation: finding the membership changes that happened while the bot was down.
+
+The process calls `reconcile_family` for each open family with the room's current members
+(from a full-state sync). Whatever differs from the roster is recorded as if the member event
+had been seen, with one audit row per change and a single notice telling the team, and the
+invite policy is applied to anyone who should not be there.
+
+There is no event id to derive transaction ids from, so they come from the family, the user,
+the new membership and a marker of the roster row being changed (its last update time, or
+"new"): running reconciliation again finds nothing left to change and queues nothing, and a
+later, different change of the same person gets ids of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from commands.reply import Markup, blocks, bullet_list, paragraph, user
+from rooms.actions import KICK, post_notice
+from rooms.membership import (
+    PRESENT,
+    Refusal,
+    admission_refusal,
+    revoke,
+    schedule_first_prompt,
+    welcome,
+)
+from rooms.policy import TeamPolicy
+from storage import EndReason, Family, Involvement, Membership, Transaction
+
+ChangeKind = Literal["added", "updated", "ended", "revoked"]
+FOUND_AT = "start-up"
+
+
+@dataclass(frozen=True)
+class RosterChange:
+    """One difference between the room and the roster, and what was done about it."""
+
+    user_id: str
+    before: Membership | None
+    """The roster's membership before (None: not on the roster)."""
+    after: str
+    """The room's membership now; `leave` for someone no longer in the room."""
+    kind: ChangeKind
+
+
+async def reconcile_family(
+    tx: Transaction, family: Family, members: Mapping[str, str], policy: TeamPolicy
+) -> list[RosterChange]:
+    """Bring the roster in line with `members` (user id -> "join"/"invite"; other
+    memberships such as "leave" or "ban" may be included and count as not in the room)."""
+    if family.room_id is None or family.status == "purged":
+        return []
+    room_id = family.room_id
+    roster = {
+        involvement.user_id: involvement
+        for involvement in await tx.involvements.for_family(family.id, active_only=False)
+    }
+    in_room = {
+        user_id: membership
+        for user_id, membership in members.items()
+        if membership in PRESENT and user_id != policy.bot_user_id
+    }
+    changes: list[RosterChange] = []
+    markers: list[str] = []
+    welcomes: list[Involvement] = []
+
+    for user_id in sorted(roster):
+        involvement = roster[user_id]
+        if user_id == policy.bot_user_id or user_id in in_room:
+            continue
+        if not (involvement.is_active and involvement.membership in PRESENT):
+            continue
+        after: Membership = "ban" if members.get(user_id) == "ban" else "leave"
+        end_reason: EndReason = "removed" if after == "ban" else "left"
+        await tx.involvements.upsert_membership(family.id, user_id, after, end_reason=end_reason)
+        await _audit(tx, family, policy, user_id, involvement.membership, after, end_reason)
+        changes.append(RosterChange(user_id, involvement.membership, after, "ended"))
+        markers.append(_marker(user_id, after, involvement))
+
+    for user_id in sorted(in_room):
+        membership = in_room[user_id]
+        current = roster.get(user_id)
+        before = None if current is None else current.membership
+        if before == membership:
+            continue
+        was_on_team = current is not None and current.is_active
+        if not was_on_team:
+            refusal = await admission_refusal(tx, family, user_id, policy)
+            if refusal is not None:
+                if await _revoke_once(tx, family, user_id, membership, refusal, policy):
+                    changes.append(RosterChange(user_id, before, membership, "revoked"))
+                continue
+        after = "join" if membership == "join" else "invite"
+        involvement, changed = await tx.involvements.upsert_membership(family.id, user_id, after)
+        if not changed:
+            continue
+        involvement = await schedule_first_prompt(tx, involvement, policy)
+        await _audit(tx, family, policy, user_id, before, after, None)
+        changes.append(
+            RosterChange(user_id, before, after, "updated" if was_on_team else "added")
+        )
+        markers.append(_marker(user_id, after, current))
+        if after == "join" and involvement.is_active:
+            welcomes.append(involvement)
+
+    told = [change for change in changes if change.kind != "revoked"]
+    if told:
+        notice = await _summary(tx, family, told, welcomes)
+        await post_notice(tx, room_id, notice, "reconcile", str(family.id), *markers)
+    return changes
+
+
+def _marker(user_id: str, after: str, row: Involvement | None) -> str:
+    """Identifies one change: who, to what, from which version of their roster row."""
+    version = "new" if row is None else row.updated_at.isoformat()
+    return f"{user_id}|{after}|{version}"
+
+
+async def _audit(
+    tx: Transaction,
+    family: Family,
+    policy: TeamPolicy,
+    user_id: str,
+    before: str | None,
+    after: str,
+    end_reason: EndReason | None,
+) -> None:
+    detail: dict[str, object] = {
+        "user": user_id,
+        "before": before,
+        "after": after,
+        "found_at": FOUND_AT,
+    }
+    if end_reason is not None:
+        detail["end_reason"] = end_reason
+    await tx.audit.append(policy.bot_user_id, "membership", family_id=family.id, detail=detail)
+
+
+async def _revoke_once(
+    tx: Transaction,
+    family: Family,
+    user_id: str,
+    membership: str,
+    refusal: Refusal,
+    policy: TeamPolicy,
+) -> bool:
+    """Revoke unless a kick for this user is already waiting to be sent.
+
+    The count of earlier kicks makes the transaction id new for each separate occasion.
+    """
+    if family.room_id is None:
+        return False
+    earlier = await tx.outbox.for_user(family.room_id, KICK, user_id)
+    if any(item.is_pending for item in earlier):
+        return False
+    return await revoke(
+        tx,
+        family,
+        user_id,
+        membership,
+        refusal,
+        policy,
+        actor=policy.bot_user_id,
+        cause=("reconcile", str(family.id), user_id, membership, str(len(earlier))),
+    )
+
+
+async def _summary(
+    tx: Transaction, family: Family, changes: list[RosterChange], welcomes: list[Involvement]
+) -> Markup:
+    """One notice for everything found, so a restart does not flood the room."""
+    items: list[Markup] = []
+    for change in changes:
+        practitioner = await tx.practitioners.get(change.user_id)
+        who = user(change.user_id, None if practitioner is None else practitioner.display_name)
+        if change.kind == "ended":
+            if change.after == "ban":
+                items.append(who + " was removed from the team.")
+            else:
+                items.append(who + " is no longer in this room and has left the team.")
+        elif change.after == "join":
+            items.append(who + " joined the team.")
+        else:
+            items.append(who + " was invited to the team.")
+    parts: list[Markup] = [
+        paragraph("While I was offline, the team changed:"),
+        bullet_list(items),
+    ]
+    for involvement in welcomes:
+        practitioner = await tx.practitioners.get(involvement.user_id)
+        name = None if practitioner is None else practitioner.display_name
+        parts.append(paragraph("Welcome, " + user(involvement.user_id, name, mention=True) + "!"))
+        parts.extend(await welcome(tx, family, involvement))
+    return blocks(*parts)
