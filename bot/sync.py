@@ -134,13 +134,13 @@ class SyncLoop:
             if info.timeline.limited and not initial:
                 events = await self._backfill(room_id, info.timeline.prev_batch) + events
             for event in events:
-                await self._process_event(room, event, apply_effects=not initial)
+                await self.process_event(room, event, apply_effects=not initial)
         await self.retry_undecrypted()
         async with self._db.transaction() as tx:
             await tx.sync.set_next_batch(response.next_batch)
         self._outbox.wake()
 
-    async def _process_event(self, room: MatrixRoom, event: Any, *, apply_effects: bool) -> None:
+    async def process_event(self, room: MatrixRoom, event: Any, *, apply_effects: bool) -> None:
         event_id = getattr(event, "event_id", None)
         if not event_id:
             return

@@ -7,10 +7,11 @@ start-up and hands the registry to the dispatcher.
 
 from __future__ import annotations
 
+from commands import cases, contact, family, team, whois
 from commands import help as help_commands
 from commands.registry import CommandRegistry
 
-COMMAND_MODULES = (help_commands,)
+COMMAND_MODULES = (help_commands, whois, team, contact, cases, family)
 
 
 def build_registry() -> CommandRegistry:

@@ -1,0 +1,182 @@
+"""`!family`: creating a family room, and the governance records the law asks for.
+
+A new family is `pending`: only its lead (and administrators) may be in its room until the
+lead has recorded both the lawful basis for sharing information and either that the family
+was told about the team or why telling them would be unsafe. Then it becomes `active`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from commands.context import CommandContext
+from commands.converters import CaseReference, Rest, Text
+from commands.errors import UserInputError
+from commands.registry import ANYWHERE, DIRECT, FAMILY_ROOM, Command, command, subcommand_group
+from commands.reply import Markup, blocks, bullet_list, code, paragraph
+from commands.team_support import (
+    LEAD_OR_ADMIN_MESSAGE,
+    current_family,
+    lead_or_admin,
+    storage,
+    team_policy,
+    team_rules,
+)
+from rooms.family_room import BASIS_NAMES, governance_gaps, request_family_room, room_name
+
+if TYPE_CHECKING:
+    from storage import Family
+
+NOTE_LIMIT = 500
+Basis = Literal["public_task", "legal_obligation", "consent", "vital_interests"]
+
+
+@command(
+    "new",
+    summary="Create a family room with you as its lead.",
+    description=(
+        "For example: !family new LDC-2026-0042. The room is named after the case reference "
+        "only, never the family's name, because room names are not encrypted."
+    ),
+    where=DIRECT,
+)
+async def family_new(ctx: CommandContext, reference: CaseReference) -> None:
+    tx = storage(ctx)
+    with team_rules():
+        family = await request_family_room(
+            tx, reference, ctx.sender, team_policy(ctx), ctx.event_id
+        )
+    ctx.reply(
+        blocks(
+            paragraph(
+                "I am creating the room "
+                + code(room_name(family.reference))
+                + " and will invite you to it as the family's lead in a moment."
+            ),
+            paragraph("Before anyone else can join, please record there:"),
+            bullet_list(governance_gaps(family, ctx.prefix)),
+        )
+    )
+
+
+async def _open_family(ctx: CommandContext) -> Family:
+    family = await current_family(ctx)
+    if not family.is_open:
+        raise UserInputError(
+            "This family's record is closed, so its records cannot change.", show_usage=False
+        )
+    return family
+
+
+def _progress(before: Family, after: Family, prefix: str) -> list[Markup]:
+    """What the change means for the team: now active, or what is still missing."""
+    if before.status == "pending" and after.status == "active":
+        return [
+            paragraph(
+                "The team is now active: members can invite colleagues with "
+                + code(f"{prefix}invite @user:server <role>")
+                + "."
+            )
+        ]
+    if after.status == "pending":
+        return [
+            paragraph("Still needed before anyone else can join:"),
+            bullet_list(governance_gaps(after, prefix)),
+        ]
+    return []
+
+
+@command(
+    "basis",
+    summary="Record the lawful basis for sharing information about this family.",
+    description=(
+        "One of public_task, legal_obligation, consent or vital_interests, with an optional "
+        "note, for example: !family basis public_task s.17 Children Act 1989."
+    ),
+    where=FAMILY_ROOM,
+    permission=lead_or_admin,
+    permission_message=LEAD_OR_ADMIN_MESSAGE,
+    converters={"note": Text(label="note", max_length=NOTE_LIMIT)},
+)
+async def family_basis(ctx: CommandContext, basis: Basis, note: Rest[str] | None = None) -> None:
+    tx = storage(ctx)
+    family = await _open_family(ctx)
+    updated = await tx.families.record_basis(
+        family.id, basis, ctx.sender, note, require_informed=True
+    )
+    await tx.audit.append(
+        ctx.sender,
+        "family_basis",
+        family_id=family.id,
+        detail={"basis": basis, "note": note is not None},
+    )
+    ctx.reply(
+        blocks(
+            paragraph(f"Recorded the lawful basis for {family.reference}: {BASIS_NAMES[basis]}."),
+            *_progress(family, updated, ctx.prefix),
+        )
+    )
+
+
+@command(
+    "informed",
+    summary="Record that the family was told about this team.",
+    description="For example: !family informed leaflet given at the home visit.",
+    where=FAMILY_ROOM,
+    permission=lead_or_admin,
+    permission_message=LEAD_OR_ADMIN_MESSAGE,
+    converters={"note": Text(label="note", max_length=NOTE_LIMIT)},
+)
+async def family_informed(ctx: CommandContext, note: Rest[str] | None = None) -> None:
+    tx = storage(ctx)
+    family = await _open_family(ctx)
+    updated = await tx.families.record_informed(family.id, note=note)
+    await tx.audit.append(
+        ctx.sender,
+        "family_informed",
+        family_id=family.id,
+        detail={"informed": True, "note": note is not None},
+    )
+    ctx.reply(
+        blocks(
+            paragraph(f"Recorded that the family for {family.reference} was told about this team."),
+            *_progress(family, updated, ctx.prefix),
+        )
+    )
+
+
+@command(
+    "unsafe",
+    summary="Record why telling the family about this team would be unsafe.",
+    description="For example: !family unsafe telling them could put a parent at risk.",
+    where=FAMILY_ROOM,
+    permission=lead_or_admin,
+    permission_message=LEAD_OR_ADMIN_MESSAGE,
+    converters={"reason": Text(label="reason", max_length=NOTE_LIMIT)},
+)
+async def family_unsafe(ctx: CommandContext, reason: Rest[str]) -> None:
+    tx = storage(ctx)
+    family = await _open_family(ctx)
+    updated = await tx.families.record_informed(family.id, not_informed_reason=reason)
+    await tx.audit.append(
+        ctx.sender, "family_informed", family_id=family.id, detail={"informed": False}
+    )
+    ctx.reply(
+        blocks(
+            paragraph(
+                f"Recorded why the family for {family.reference} is not being told about "
+                "this team."
+            ),
+            *_progress(family, updated, ctx.prefix),
+        )
+    )
+
+
+FAMILY = subcommand_group(
+    "family",
+    summary="Create a family room and keep its governance records.",
+    where=ANYWHERE,
+    subcommands=(family_new, family_basis, family_informed, family_unsafe),
+)
+
+COMMANDS: tuple[Command, ...] = (FAMILY,)
