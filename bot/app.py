@@ -15,7 +15,9 @@ from bot.outbox import OutboxSender
 from bot.router import EventRouter
 from bot.sync import SyncLoop
 from commands import build_registry
-from storage import Database
+from rooms.family_room import on_room_created
+from rooms.policy import TeamPolicy
+from storage import Database, OutboxItem, Transaction
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,16 @@ async def _connect_with_retry(config: Config, stop: asyncio.Event) -> AsyncClien
     return None
 
 
+def team_policy(config: Config, bot_user_id: str) -> TeamPolicy:
+    return TeamPolicy(
+        bot_user_id=bot_user_id,
+        allowed_servers=frozenset(config.policy.allowed_servers),
+        admins=frozenset(config.policy.admins),
+        family_creators=config.policy.family_creators,
+        prompt_interval=config.prompts.interval,
+    )
+
+
 async def run_bot(config: Config, *, stop: asyncio.Event, clock: Clock = utc_now) -> None:
     """Run until `stop` is set; every piece is built here and handed down (no globals)."""
     config.storage.path.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -45,13 +57,22 @@ async def run_bot(config: Config, *, stop: asyncio.Event, clock: Clock = utc_now
         if client is None:
             return
         try:
-            outbox = OutboxSender(db, client)
+            policy = team_policy(config, client.user_id)
+
+            async def room_created(tx: Transaction, item: OutboxItem, room_id: str) -> None:
+                await on_room_created(tx, item.payload["family_id"], room_id, policy)
+
+            outbox = OutboxSender(db, client, on_room_created=room_created)
             registry = build_registry()
             router = EventRouter(
-                client=client, config=config, registry=registry, gateway=NioGateway(client)
+                client=client,
+                config=config,
+                registry=registry,
+                gateway=NioGateway(client),
+                policy=policy,
             )
             sync_loop = SyncLoop(
-                client=client, db=db, router=router, outbox=outbox, config=config
+                client=client, db=db, router=router, outbox=outbox, config=config, policy=policy
             )
             log.info("Patchwork is running as %s (device %s)", client.user_id, client.device_id)
             tasks = [

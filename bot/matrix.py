@@ -12,7 +12,6 @@ from pathlib import Path
 from nio import (
     AsyncClient,
     AsyncClientConfig,
-    JoinedMembersResponse,
     KeysQueryResponse,
     LoginResponse,
     ProfileGetDisplayNameResponse,
@@ -183,12 +182,10 @@ class NioGateway:
         return isinstance(response, ProfileGetResponse)
 
     async def room_members(self, room_id: str) -> dict[str, str]:
+        """Current members (joined and invited) as the bot's synced room state knows them."""
         room = self._client.rooms.get(room_id)
-        if room is not None and room.members_synced:
-            members = {user: "join" for user in room.users if user not in room.invited_users}
-            members.update({user: "invite" for user in room.invited_users})
-            return members
-        response = await self._client.joined_members(room_id)
-        if isinstance(response, JoinedMembersResponse):
-            return {member.user_id: "join" for member in response.members}
-        return {}
+        if room is None:
+            return {}
+        members = {user: "join" for user in room.users}
+        members.update({user: "invite" for user in room.invited_users})
+        return members

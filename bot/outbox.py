@@ -10,20 +10,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
 from nio import (
     AsyncClient,
     ErrorResponse,
+    JoinedRoomsResponse,
+    RoomCreateResponse,
+    RoomGetStateEventResponse,
     RoomInviteResponse,
     RoomKickResponse,
     RoomLeaveResponse,
+    RoomPutStateResponse,
 )
+from nio.api import Api
 
 from bot.backoff import Backoff
 from bot.matrix import refresh_device_keys
-from storage import Database, OutboxItem
+from storage import Database, OutboxItem, Transaction
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +37,21 @@ log = logging.getLogger(__name__)
 PERMANENT_ERRORS = {"M_FORBIDDEN", "M_NOT_FOUND", "M_BAD_JSON", "M_NOT_JSON", "M_TOO_LARGE"}
 MAX_RETRY_DELAY = timedelta(minutes=5)
 IDLE_POLL_SECONDS = 30.0
+FAMILY_STATE_EVENT = "org.patchwork.family"
+
+# Called in the same transaction that marks a create_room item sent: (tx, item, new room id).
+RoomCreatedHook = Callable[[Transaction, OutboxItem, str], Awaitable[None]]
 
 
 class OutboxSender:
     """Drains the outbox in order; wake() after committing new items for an immediate send."""
 
-    def __init__(self, db: Database, client: AsyncClient) -> None:
+    def __init__(
+        self, db: Database, client: AsyncClient, *, on_room_created: RoomCreatedHook | None = None
+    ) -> None:
         self._db = db
         self._client = client
+        self._on_room_created = on_room_created
         self._wake = asyncio.Event()
         self._backoff = Backoff(initial=1.0, maximum=60.0)
 
@@ -103,6 +116,13 @@ class OutboxSender:
             await self._retry(item, message)
             return
         self._backoff.reset()
+        if isinstance(response, RoomCreateResponse):
+            room_id = str(response.room_id)
+            async with self._db.transaction() as tx:
+                if self._on_room_created is not None:
+                    await self._on_room_created(tx, item, room_id)
+                await tx.outbox.mark_sent(item.id, room_id)
+            return
         result = getattr(response, "event_id", None)
         async with self._db.transaction() as tx:
             await tx.outbox.mark_sent(item.id, result)
@@ -139,7 +159,50 @@ class OutboxSender:
             )
         if item.kind == "leave":
             return _ok_if(await client.room_leave(item.room_id), RoomLeaveResponse)
+        if item.kind == "state":
+            return _ok_if(
+                await client.room_put_state(
+                    item.room_id,
+                    payload["event_type"],
+                    payload["content"],
+                    payload.get("state_key", ""),
+                ),
+                RoomPutStateResponse,
+            )
+        if item.kind == "create_room":
+            return await self._create_room(item)
         raise ValueError(f"unknown outbox item kind {item.kind!r}")
+
+    async def _create_room(self, item: OutboxItem) -> Any:
+        """createRoom has no transaction id, so a retry first looks for the room an earlier
+        try may have created (marked by its family state event) before creating another."""
+        request = item.payload["request"]
+        marker = _family_marker(request)
+        if item.attempts > 0 and marker is not None:
+            existing = await self._find_room_with_marker(marker)
+            if existing is not None:
+                log.info("found the room %s created by an earlier try", existing)
+                return RoomCreateResponse(existing)
+        path = Api._build_path(["createRoom"], {"access_token": self._client.access_token})
+        return await self._client._send(RoomCreateResponse, "POST", path, Api.to_json(request))
+
+    async def _find_room_with_marker(self, marker: dict[str, Any]) -> str | None:
+        rooms = await self._client.joined_rooms()
+        if not isinstance(rooms, JoinedRoomsResponse):
+            return None
+        for room_id in rooms.rooms:
+            state = await self._client.room_get_state_event(room_id, FAMILY_STATE_EVENT, "")
+            if isinstance(state, RoomGetStateEventResponse) and state.content == marker:
+                return str(room_id)
+        return None
+
+
+def _family_marker(request: dict[str, Any]) -> dict[str, Any] | None:
+    for event in request.get("initial_state", []):
+        if event.get("type") == FAMILY_STATE_EVENT:
+            content: dict[str, Any] = event.get("content", {})
+            return content
+    return None
 
 
 def _ok_if(response: Any, expected: type) -> Any:

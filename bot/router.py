@@ -2,12 +2,14 @@
 
 The handler chain, for each event the sync loop hands over (inside the event's database
 transaction, after the inbox says it is new):
-1. events sent by the bot itself are ignored;
+1. messages sent by the bot itself are ignored;
 2. a text message in a room that is not end-to-end encrypted gets, once per room, a notice
    saying why the bot will not work there, and nothing else;
 3. a text message that was not decrypted (plain text in an encrypted room) is ignored;
 4. any other text message goes to the command dispatcher, which answers commands and ignores
-   chatter; its replies are written to the outbox in the same transaction.
+   chatter; its replies are written to the outbox in the same transaction;
+5. every `m.room.member` event (the bot's own kicks included) goes to `rooms.membership`,
+   which mirrors it into the roster of a family room and ignores other rooms.
 Errors inside a command are handled by the dispatcher (see commands.dispatcher); an error here
 propagates to the sync loop, which logs it and records the event as processed so one bad event
 cannot block the room.
@@ -18,7 +20,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from nio import AsyncClient, MatrixRoom, RoomMessageText
+from nio import AsyncClient, MatrixRoom, RoomMemberEvent, RoomMessageText
 
 from bot.config import Config
 from commands.context import CommandContext, RoomKind
@@ -26,6 +28,8 @@ from commands.dispatcher import Dispatcher
 from commands.parser import command_text, parse_invocation
 from commands.registry import CommandRegistry
 from commands.reply import Reply
+from rooms.membership import on_member_event
+from rooms.policy import TeamPolicy
 from storage import Transaction, transaction_id
 
 log = logging.getLogger(__name__)
@@ -48,17 +52,30 @@ class EventRouter:
         config: Config,
         registry: CommandRegistry,
         gateway: Any,
+        policy: TeamPolicy,
     ) -> None:
         self._client = client
         self._config = config
+        self._policy = policy
         self._registry = registry
         self._dispatcher = Dispatcher(registry)
         self._gateway = gateway
 
     async def handle(self, tx: Transaction, room: MatrixRoom, event: Any) -> None:
-        if event.sender == self._client.user_id:
-            return
-        if isinstance(event, RoomMessageText):
+        if isinstance(event, RoomMemberEvent):
+            await on_member_event(
+                tx,
+                room_id=room.room_id,
+                user_id=event.state_key,
+                membership=event.membership,
+                prev_membership=event.prev_membership,
+                sender=event.sender,
+                display_name=event.content.get("displayname"),
+                reason=event.content.get("reason"),
+                event_id=event.event_id,
+                policy=self._policy,
+            )
+        elif isinstance(event, RoomMessageText) and event.sender != self._client.user_id:
             await self._handle_text(tx, room, event)
 
     async def _handle_text(self, tx: Transaction, room: MatrixRoom, event: RoomMessageText) -> None:
@@ -78,7 +95,7 @@ class EventRouter:
             room_kind=await self._room_kind(tx, room),
             tx=tx,
             matrix=self._gateway,
-            services={"config": self._config},
+            services={"config": self._config, "policy": self._policy},
             is_admin=event.sender in self._config.policy.admins,
             registry=self._registry,
         )

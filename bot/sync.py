@@ -34,7 +34,8 @@ from bot.matrix import refresh_device_keys
 from bot.outbox import OutboxSender
 from bot.router import EventRouter
 from commands.reply import Reply
-from rooms.policy import is_allowed_user
+from rooms.policy import TeamPolicy, is_allowed_user
+from rooms.reconcile import reconcile_family
 from storage import Database, transaction_id
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,9 @@ class SyncLoop:
         router: EventRouter,
         outbox: OutboxSender,
         config: Config,
+        policy: TeamPolicy,
     ) -> None:
+        self._policy = policy
         self._client = client
         self._db = db
         self._router = router
@@ -92,6 +95,7 @@ class SyncLoop:
             token = response.next_batch
             first = False
             if not self.synced_once.is_set():
+                await self.reconcile_rooms()
                 self.synced_once.set()
                 log.info("Patchwork is ready")
 
@@ -138,6 +142,25 @@ class SyncLoop:
         await self.retry_undecrypted()
         async with self._db.transaction() as tx:
             await tx.sync.set_next_batch(response.next_batch)
+        self._outbox.wake()
+
+    async def reconcile_rooms(self) -> None:
+        """Record membership changes that happened while the bot was down.
+
+        Runs after the first full-state sync, when nio knows every room's current members.
+        """
+        async with self._db.read() as tx:
+            families = await tx.families.all_open()
+        for family in families:
+            room = self._client.rooms.get(family.room_id) if family.room_id else None
+            if room is None:
+                continue
+            members = {user: "join" for user in room.users}
+            members.update({user: "invite" for user in room.invited_users})
+            async with self._db.transaction() as tx:
+                changes = await reconcile_family(tx, family, members, self._policy)
+            if changes:
+                log.info("reconciled %d roster changes in %s", len(changes), family.reference)
         self._outbox.wake()
 
     async def process_event(self, room: MatrixRoom, event: Any, *, apply_effects: bool) -> None:

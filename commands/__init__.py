@@ -7,17 +7,27 @@ start-up and hands the registry to the dispatcher.
 
 from __future__ import annotations
 
-from commands import cases, contact, family, team, whois
-from commands import help as help_commands
+import importlib
+
 from commands.registry import CommandRegistry
 
-COMMAND_MODULES = (help_commands, whois, team, contact, cases, family)
+# Imported when the registry is built, not when the package is: the command modules use
+# `rooms`, which formats its notices with `commands.reply`, so importing them here would make
+# `import commands.reply` depend on `rooms` being importable first.
+COMMAND_MODULES = (
+    "commands.help",
+    "commands.whois",
+    "commands.team",
+    "commands.contact",
+    "commands.cases",
+    "commands.family",
+)
 
 
 def build_registry() -> CommandRegistry:
     """A fresh registry holding every command Patchwork offers."""
     registry = CommandRegistry()
-    for module in COMMAND_MODULES:
-        for item in module.COMMANDS:
+    for name in COMMAND_MODULES:
+        for item in importlib.import_module(name).COMMANDS:
             registry.add(item)
     return registry

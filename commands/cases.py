@@ -6,7 +6,7 @@ from __future__ import annotations
 from commands.context import CommandContext
 from commands.registry import DIRECT, Command, command
 from commands.reply import Markup, blocks, bold, bullet_list, code, paragraph, text
-from commands.team_support import day, is_on_team, storage
+from commands.team_support import day, is_on_team, transaction
 
 
 @command(
@@ -17,7 +17,7 @@ from commands.team_support import day, is_on_team, storage
     where=DIRECT,
 )
 async def cases(ctx: CommandContext) -> None:
-    tx = storage(ctx)
+    tx = transaction(ctx)
     entries: list[Markup] = []
     for involvement in await tx.involvements.for_user(ctx.sender):
         family = await tx.families.get(involvement.family_id)

@@ -16,7 +16,7 @@ from commands.converters import Choice, Rest, Text, quoted
 from commands.errors import UserInputError
 from commands.registry import ANYWHERE, Command, command, group
 from commands.reply import Markup, blocks, bullet_list, code, paragraph, text
-from commands.team_support import day, storage
+from commands.team_support import day, transaction
 
 if TYPE_CHECKING:
     from storage import Practitioner
@@ -124,7 +124,7 @@ def clean(field: str, raw: str) -> str:
     },
 )
 async def contact_set(ctx: CommandContext, field: Field, value: Rest[str]) -> None:
-    tx = storage(ctx)
+    tx = transaction(ctx)
     cleaned = clean(field, value)
     await tx.practitioners.ensure(ctx.sender)
     practitioner = await tx.practitioners.update_contact(ctx.sender, **{COLUMNS[field]: cleaned})
@@ -152,7 +152,7 @@ async def contact_set(ctx: CommandContext, field: Field, value: Rest[str]) -> No
     where=ANYWHERE,
 )
 async def contact_share(ctx: CommandContext, answer: Literal["on", "off"]) -> None:
-    tx = storage(ctx)
+    tx = transaction(ctx)
     share = answer == "on"
     await tx.practitioners.ensure(ctx.sender)
     practitioner = await tx.practitioners.set_share_contact(ctx.sender, share)
@@ -199,7 +199,7 @@ async def contact_share(ctx: CommandContext, answer: Literal["on", "off"]) -> No
     subcommands=(contact_set, contact_share),
 )
 async def contact(ctx: CommandContext) -> None:
-    practitioner = await storage(ctx).practitioners.get(ctx.sender)
+    practitioner = await transaction(ctx).practitioners.get(ctx.sender)
     public_room = ctx.room_kind is RoomKind.FAMILY
     shares = practitioner is not None and practitioner.share_contact
     items: list[Markup] = []
@@ -224,8 +224,9 @@ async def contact(ctx: CommandContext) -> None:
     ]
     if public_room and not shares and practitioner is not None:
         parts.append(
-            paragraph("Send " + code(f"{ctx.prefix}contact") + " in a direct chat with me to see "
-                      "everything.")
+            paragraph(
+                "Send " + code(f"{ctx.prefix}contact") + " in a direct chat with me to see them."
+            )
         )
     ctx.reply(blocks(*parts))
 
@@ -234,17 +235,24 @@ def _consent(practitioner: Practitioner | None, prefix: str) -> Markup:
     if practitioner is None or practitioner.share_contact_changed_at is None:
         return (
             "Sharing your phone number and email address with your teams: not decided yet. "
+            "Answer "
             + code(f"{prefix}contact share on")
             + " or "
             + code(f"{prefix}contact share off")
             + "."
         )
     since = day(practitioner.share_contact_changed_at)
-    if practitioner.share_contact:
-        return text(f"Sharing your phone number and email address with your teams: on, since "
-                    f"{since}. ") + code(f"{prefix}contact share off") + " to stop."
-    return text(f"Sharing your phone number and email address with your teams: off, since "
-                f"{since}. ") + code(f"{prefix}contact share on") + " to share them."
+    state, change, effect = (
+        ("on", "off", "stop") if practitioner.share_contact else ("off", "on", "share them")
+    )
+    return (
+        text(
+            f"Sharing your phone number and email address with your teams: {state}, since "
+            f"{since}. Send "
+        )
+        + code(f"{prefix}contact share {change}")
+        + f" to {effect}."
+    )
 
 
 COMMANDS: tuple[Command, ...] = (contact,)

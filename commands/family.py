@@ -18,9 +18,9 @@ from commands.team_support import (
     LEAD_OR_ADMIN_MESSAGE,
     current_family,
     lead_or_admin,
-    storage,
     team_policy,
     team_rules,
+    transaction,
 )
 from rooms.family_room import BASIS_NAMES, governance_gaps, request_family_room, room_name
 
@@ -41,7 +41,7 @@ Basis = Literal["public_task", "legal_obligation", "consent", "vital_interests"]
     where=DIRECT,
 )
 async def family_new(ctx: CommandContext, reference: CaseReference) -> None:
-    tx = storage(ctx)
+    tx = transaction(ctx)
     with team_rules():
         family = await request_family_room(
             tx, reference, ctx.sender, team_policy(ctx), ctx.event_id
@@ -99,10 +99,10 @@ def _progress(before: Family, after: Family, prefix: str) -> list[Markup]:
     converters={"note": Text(label="note", max_length=NOTE_LIMIT)},
 )
 async def family_basis(ctx: CommandContext, basis: Basis, note: Rest[str] | None = None) -> None:
-    tx = storage(ctx)
+    tx = transaction(ctx)
     family = await _open_family(ctx)
     updated = await tx.families.record_basis(
-        family.id, basis, ctx.sender, note, require_informed=True
+        family.id, basis, ctx.sender, note
     )
     await tx.audit.append(
         ctx.sender,
@@ -128,7 +128,7 @@ async def family_basis(ctx: CommandContext, basis: Basis, note: Rest[str] | None
     converters={"note": Text(label="note", max_length=NOTE_LIMIT)},
 )
 async def family_informed(ctx: CommandContext, note: Rest[str] | None = None) -> None:
-    tx = storage(ctx)
+    tx = transaction(ctx)
     family = await _open_family(ctx)
     updated = await tx.families.record_informed(family.id, note=note)
     await tx.audit.append(
@@ -155,7 +155,7 @@ async def family_informed(ctx: CommandContext, note: Rest[str] | None = None) ->
     converters={"reason": Text(label="reason", max_length=NOTE_LIMIT)},
 )
 async def family_unsafe(ctx: CommandContext, reason: Rest[str]) -> None:
-    tx = storage(ctx)
+    tx = transaction(ctx)
     family = await _open_family(ctx)
     updated = await tx.families.record_informed(family.id, not_informed_reason=reason)
     await tx.audit.append(

@@ -19,8 +19,8 @@ from commands.team_support import (
     is_on_team,
     lead_or_admin,
     person,
-    storage,
     team_policy,
+    transaction,
 )
 from rooms.actions import invite_user
 from rooms.family_room import governance_gaps, hand_over_lead
@@ -39,7 +39,7 @@ from rooms.policy import server_of
     converters={"role": Text(label="role", max_length=ROLE_LIMIT)},
 )
 async def invite(ctx: CommandContext, who: UserId, role: Rest[str]) -> None:
-    tx = storage(ctx)
+    tx = transaction(ctx)
     policy = team_policy(ctx)
     family = await current_family(ctx)
     role = " ".join(role.split())
@@ -117,7 +117,7 @@ async def invite(ctx: CommandContext, who: UserId, role: Rest[str]) -> None:
     converters={"role": Text(label="your role", max_length=ROLE_LIMIT)},
 )
 async def role(ctx: CommandContext, role: Rest[str]) -> None:
-    tx = storage(ctx)
+    tx = transaction(ctx)
     family = await current_family(ctx)
     role = " ".join(role.split())
     if not role:
@@ -144,7 +144,7 @@ async def role(ctx: CommandContext, role: Rest[str]) -> None:
     permission_message=LEAD_OR_ADMIN_MESSAGE,
 )
 async def lead(ctx: CommandContext, who: UserId) -> None:
-    tx = storage(ctx)
+    tx = transaction(ctx)
     family = await current_family(ctx)
     if not family.is_open:
         raise UserInputError("This family's record is closed.", show_usage=False)

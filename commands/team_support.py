@@ -27,7 +27,8 @@ LEAD_OR_ADMIN_MESSAGE = "Only this family's lead or a Patchwork administrator ca
 ROLE_LIMIT = 80
 
 
-def storage(ctx: CommandContext) -> Transaction:
+def transaction(ctx: CommandContext) -> Transaction:
+    """The storage transaction this command runs in."""
     return transaction_of(ctx.tx)
 
 
@@ -41,7 +42,7 @@ def team_policy(ctx: CommandContext) -> TeamPolicy:
 
 async def current_family(ctx: CommandContext) -> Family:
     """The family whose room this is; FAMILY_ROOM commands only run where there is one."""
-    family = await storage(ctx).families.by_room(ctx.room_id)
+    family = await transaction(ctx).families.by_room(ctx.room_id)
     if family is None:
         raise UserInputError("This room is not a family room.", show_usage=False)
     return family
@@ -49,7 +50,7 @@ async def current_family(ctx: CommandContext) -> Family:
 
 async def sender_is_lead(ctx: CommandContext) -> bool:
     """The sender is the current, still active lead of this room's family."""
-    tx = storage(ctx)
+    tx = transaction(ctx)
     family = await tx.families.by_room(ctx.room_id)
     if family is None:
         return False
@@ -96,7 +97,7 @@ async def person(
 ) -> Markup:
     """A pill for someone, named as well as we know them."""
     if practitioner is None:
-        practitioner = await storage(ctx).practitioners.get(user_id)
+        practitioner = await transaction(ctx).practitioners.get(user_id)
     return user(user_id, await display_name(ctx, user_id, practitioner), mention=mention)
 
 

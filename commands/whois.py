@@ -32,7 +32,7 @@ from commands.team_support import (
     display_name,
     is_on_team,
     lead_or_admin,
-    storage,
+    transaction,
 )
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ class Member:
     converters={"query": Text(label="name, @user or role", max_length=QUERY_LIMIT)},
 )
 async def whois(ctx: CommandContext, query: Rest[str] | None = None) -> None:
-    tx = storage(ctx)
+    tx = transaction(ctx)
     family = await current_family(ctx)
     privileged = await lead_or_admin(ctx)
     members = await _visible_members(ctx, family.id, privileged)
@@ -125,7 +125,7 @@ async def whois(ctx: CommandContext, query: Rest[str] | None = None) -> None:
 
 async def _visible_members(ctx: CommandContext, family_id: int, privileged: bool) -> list[Member]:
     """The active team, without sensitive involvements unless the viewer may see them."""
-    tx = storage(ctx)
+    tx = transaction(ctx)
     members: list[Member] = []
     for involvement in await tx.involvements.for_family(family_id):
         if not is_on_team(involvement):

@@ -325,18 +325,25 @@ async def _notice(
     if not was_active:
         return None
     who = user(involvement.user_id, display_name)
+    by = await _named(tx, sender)
     if before == "invite":
         if sender == involvement.user_id:
             message = who + " did not accept the invitation to this team."
         else:
-            message = "The invitation to " + who + " was withdrawn by " + user(sender) + "."
+            message = "The invitation to " + who + " was withdrawn by " + by + "."
     elif sender == involvement.user_id:
         message = who + " left the team."
     else:
-        message = who + " was removed from the team by " + user(sender) + "."
+        message = who + " was removed from the team by " + by + "."
     if involvement.is_lead:
         message += (
             " They were this family's lead; an administrator can hand the lead role to "
             "another member with " + code("!lead @user:server") + "."
         )
     return paragraph(message)
+
+
+async def _named(tx: Transaction, user_id: str) -> Markup:
+    """A pill with the name we hold for someone, without pinging them."""
+    practitioner = await tx.practitioners.get(user_id)
+    return user(user_id, None if practitioner is None else practitioner.display_name)

@@ -6,9 +6,9 @@ had been seen, with one audit row per change and a single notice telling the tea
 invite policy is applied to anyone who should not be there.
 
 There is no event id to derive transaction ids from, so they come from the family, the user,
-the new membership and a marker of the roster row being changed (its last update time, or
-"new"): running reconciliation again finds nothing left to change and queues nothing, and a
-later, different change of the same person gets ids of its own.
+the new membership and a stable marker, the id of the audit row that records the change:
+running reconciliation again finds nothing left to change and queues nothing, and a later,
+different change of the same person has an audit row, and so ids, of its own.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from rooms.membership import (
     welcome,
 )
 from rooms.policy import TeamPolicy
-from storage import EndReason, Family, Involvement, Membership, Transaction
+from storage import AuditEntry, EndReason, Family, Involvement, Membership, Transaction
 
 ChangeKind = Literal["added", "updated", "ended", "revoked"]
 FOUND_AT = "start-up"
@@ -64,6 +64,7 @@ async def reconcile_family(
         if membership in PRESENT and user_id != policy.bot_user_id
     }
     changes: list[RosterChange] = []
+    told: list[RosterChange] = []
     markers: list[str] = []
     welcomes: list[Involvement] = []
 
@@ -71,14 +72,30 @@ async def reconcile_family(
         involvement = roster[user_id]
         if user_id == policy.bot_user_id or user_id in in_room:
             continue
-        if not (involvement.is_active and involvement.membership in PRESENT):
+        if involvement.membership not in PRESENT:
             continue
+        # Gone from the room. Someone still on the team has left it; for someone whose
+        # involvement had already ended (lapsed but stayed), only the last-seen membership
+        # changes, and the team is not told again.
         after: Membership = "ban" if members.get(user_id) == "ban" else "leave"
         end_reason: EndReason = "removed" if after == "ban" else "left"
         await tx.involvements.upsert_membership(family.id, user_id, after, end_reason=end_reason)
-        await _audit(tx, family, policy, user_id, involvement.membership, after, end_reason)
-        changes.append(RosterChange(user_id, involvement.membership, after, "ended"))
-        markers.append(_marker(user_id, after, involvement))
+        entry = await _audit(
+            tx,
+            family,
+            policy,
+            user_id,
+            involvement.membership,
+            after,
+            end_reason if involvement.is_active else None,
+        )
+        change = RosterChange(
+            user_id, involvement.membership, after, "ended" if involvement.is_active else "updated"
+        )
+        changes.append(change)
+        if involvement.is_active:
+            told.append(change)
+            markers.append(_marker(user_id, after, entry))
 
     for user_id in sorted(in_room):
         membership = in_room[user_id]
@@ -98,25 +115,25 @@ async def reconcile_family(
         if not changed:
             continue
         involvement = await schedule_first_prompt(tx, involvement, policy)
-        await _audit(tx, family, policy, user_id, before, after, None)
-        changes.append(
-            RosterChange(user_id, before, after, "updated" if was_on_team else "added")
-        )
-        markers.append(_marker(user_id, after, current))
-        if after == "join" and involvement.is_active:
-            welcomes.append(involvement)
+        entry = await _audit(tx, family, policy, user_id, before, after, None)
+        kind: ChangeKind = "added" if involvement.is_active and not was_on_team else "updated"
+        change = RosterChange(user_id, before, after, kind)
+        changes.append(change)
+        if involvement.is_active:
+            told.append(change)
+            markers.append(_marker(user_id, after, entry))
+            if after == "join":
+                welcomes.append(involvement)
 
-    told = [change for change in changes if change.kind != "revoked"]
     if told:
         notice = await _summary(tx, family, told, welcomes)
         await post_notice(tx, room_id, notice, "reconcile", str(family.id), *markers)
     return changes
 
 
-def _marker(user_id: str, after: str, row: Involvement | None) -> str:
-    """Identifies one change: who, to what, from which version of their roster row."""
-    version = "new" if row is None else row.updated_at.isoformat()
-    return f"{user_id}|{after}|{version}"
+def _marker(user_id: str, after: str, entry: AuditEntry) -> str:
+    """Identifies one change: who, to what, and the audit row recording it."""
+    return f"{user_id}|{after}|{entry.id}"
 
 
 async def _audit(
@@ -127,7 +144,7 @@ async def _audit(
     before: str | None,
     after: str,
     end_reason: EndReason | None,
-) -> None:
+) -> AuditEntry:
     detail: dict[str, object] = {
         "user": user_id,
         "before": before,
@@ -136,7 +153,9 @@ async def _audit(
     }
     if end_reason is not None:
         detail["end_reason"] = end_reason
-    await tx.audit.append(policy.bot_user_id, "membership", family_id=family.id, detail=detail)
+    return await tx.audit.append(
+        policy.bot_user_id, "membership", family_id=family.id, detail=detail
+    )
 
 
 async def _revoke_once(

@@ -80,15 +80,9 @@ class FamilyRepository:
         basis: LawfulBasis,
         recorded_by: str,
         note: str | None,
-        *,
-        require_informed: bool = False,
     ) -> Family:
-        """Record the lawful basis; a pending family becomes active once it has one.
-
-        With `require_informed`, a pending family becomes active only if it has also been
-        told (or a reason not to tell it is recorded), which is the rule the team commands
-        follow; `record_informed` then completes the activation.
-        """
+        """Record the lawful basis. A pending family becomes active only once it also has been
+        told (or a reason not to tell it is recorded); `record_informed` may come second."""
         if basis not in LAWFUL_BASES:
             raise ValueError(
                 f"unknown lawful basis {basis!r}; expected one of {', '.join(sorted(LAWFUL_BASES))}"
@@ -96,10 +90,9 @@ class FamilyRepository:
         return await self._update(
             family_id,
             "lawful_basis = ?, basis_recorded_by = ?, basis_recorded_at = ?, basis_note = ?,"
-            " status = CASE WHEN status = 'pending' AND (? = 0"
-            " OR family_informed_at IS NOT NULL OR not_informed_reason IS NOT NULL)"
-            " THEN 'active' ELSE status END",
-            (basis, recorded_by, encode_time(self._tx.now()), note, int(require_informed)),
+            " status = CASE WHEN status = 'pending' AND (family_informed_at IS NOT NULL"
+            " OR not_informed_reason IS NOT NULL) THEN 'active' ELSE status END",
+            (basis, recorded_by, encode_time(self._tx.now()), note),
         )
 
     async def record_informed(

@@ -61,10 +61,14 @@ class PractitionerRepository:
         return await self._require(user_id)
 
     async def set_share_contact(self, user_id: str, share: bool) -> Practitioner:
-        """Record consent given or withdrawn; the time changes only when the answer does."""
+        """Record consent given or withdrawn; the time changes only when the answer does.
+
+        A first answer is recorded even when it is "no", so a practitioner who declined is
+        told apart from one who was never asked.
+        """
         now = encode_time(self._tx.now())
         current = await self._require(user_id)
-        if current.share_contact == share:
+        if current.share_contact == share and current.share_contact_changed_at is not None:
             return current
         await self._tx.execute(
             "UPDATE practitioner SET share_contact = ?, share_contact_changed_at = ?,"

@@ -155,13 +155,15 @@ async def test_family_without_room_gets_one_later(db: Database) -> None:
     assert attached.room_id == "!room1:x"
 
 
-async def test_recording_a_basis_activates_a_pending_family(db: Database) -> None:
+async def test_a_family_is_active_once_it_has_a_basis_and_was_informed(db: Database) -> None:
     async with db.transaction() as tx:
         family = await new_family(tx)
         with pytest.raises(ValueError, match="lawful basis"):
             await tx.families.record_basis(family.id, "because", LEAD, None)  # type: ignore[arg-type]
         recorded = await tx.families.record_basis(family.id, "public_task", LEAD, "s.17 CA 1989")
-    assert recorded.status == "active"
+        assert recorded.status == "pending", "a basis alone does not activate the family"
+        informed = await tx.families.record_informed(family.id, note="leaflet given")
+    assert informed.status == "active"
     assert recorded.lawful_basis == "public_task"
     assert recorded.basis_recorded_by == LEAD
     assert recorded.basis_recorded_at == START

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from nio import EncryptionError, Event, MatrixRoom, MegolmEvent, RoomMessageText
 
+from bot.app import team_policy
 from bot.clock import ManualClock
 from bot.config import Config, parse_config
 from bot.outbox import OutboxSender
@@ -114,9 +115,17 @@ def client() -> FakeClient:
 def loop(tmp_path: Path, db: Database, client: FakeClient) -> SyncLoop:
     config = _config(tmp_path)
     fake: Any = client
-    router = EventRouter(client=fake, config=config, registry=build_registry(), gateway=None)
+    policy = team_policy(config, BOT)
+    router = EventRouter(
+        client=fake, config=config, registry=build_registry(), gateway=None, policy=policy
+    )
     return SyncLoop(
-        client=fake, db=db, router=router, outbox=OutboxSender(db, fake), config=config
+        client=fake,
+        db=db,
+        router=router,
+        outbox=OutboxSender(db, fake),
+        config=config,
+        policy=policy,
     )
 
 

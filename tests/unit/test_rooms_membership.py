@@ -1,0 +1,218 @@
+"""Mirroring m.room.member events into the roster: every change recorded once, no-ops ignored,
+and the invite policy (allowed servers, pending families) enforced with a kick and a notice."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from storage import Database
+from tests.unit.test_team_commands_support import (
+    ADMIN,
+    BOT,
+    LEAD,
+    NURSE,
+    OUTSIDER,
+    POLICY,
+    START,
+    TEACHER,
+    FakeClock,
+    active_family,
+    audits,
+    member,
+    notices,
+    outbox,
+    pending_family,
+    snapshot,
+)
+
+pytest_plugins = ("tests.unit.test_team_commands_support",)
+
+
+async def test_invite_join_leave_is_mirrored_with_one_audit_row_each(
+    db: Database, clock: FakeClock
+) -> None:
+    family = await active_family(db)
+    before = len(await outbox(db))
+    await member(db, TEACHER, "invite", sender=LEAD)
+    async with db.read() as tx:
+        invited = await tx.involvements.get(family.id, TEACHER)
+    assert invited is not None
+    assert (invited.membership, invited.status, invited.invited_by) == ("invite", "active", LEAD)
+    assert len(await outbox(db)) == before  # an invite is visible in the room already
+
+    clock.advance(hours=1)
+    await member(db, TEACHER, "join")
+    async with db.read() as tx:
+        joined = await tx.involvements.get(family.id, TEACHER)
+    assert joined is not None
+    assert joined.membership == "join"
+    assert joined.next_prompt_at == START + timedelta(hours=1) + POLICY.prompt_interval
+    [welcome] = [item for item in (await outbox(db))[before:] if item.kind == "message"]
+    content = welcome.payload["content"]
+    assert content["msgtype"] == "m.notice"
+    assert content["body"].startswith("Tara Teacher joined the team. Welcome!")
+    assert "!role <your role>" in content["body"]
+    assert "!contact share on" in content["body"]
+    assert content["m.mentions"] == {"user_ids": [TEACHER]}
+
+    await member(db, TEACHER, "leave")
+    async with db.read() as tx:
+        left = await tx.involvements.get(family.id, TEACHER)
+    assert left is not None
+    assert (left.membership, left.status, left.end_reason) == ("leave", "ended", "left")
+    assert notices(await outbox(db))[-1] == "Tara Teacher left the team."
+
+    rows = [entry for entry in await audits(db, "membership") if entry.detail["user"] == TEACHER]
+    assert [(row.detail["before"], row.detail["after"]) for row in rows] == [
+        (None, "invite"),
+        ("invite", "join"),
+        ("join", "leave"),
+    ]
+    assert rows[0].actor == LEAD
+    assert rows[-1].detail["end_reason"] == "left"
+
+
+async def test_a_kick_or_ban_by_someone_else_is_a_removal(db: Database) -> None:
+    family = await active_family(db, joined=(TEACHER, NURSE))
+    await member(db, TEACHER, "leave", sender=LEAD)
+    await member(db, NURSE, "ban", sender=LEAD)
+    async with db.read() as tx:
+        teacher = await tx.involvements.get(family.id, TEACHER)
+        nurse = await tx.involvements.get(family.id, NURSE)
+    assert teacher is not None
+    assert nurse is not None
+    assert (teacher.end_reason, nurse.end_reason, nurse.membership) == ("removed", "removed", "ban")
+    assert notices(await outbox(db))[-2:] == [
+        "Tara Teacher was removed from the team by Lee Lead.",
+        "Nina Nurse was removed from the team by Lee Lead.",
+    ]
+
+
+async def test_declined_and_withdrawn_invitations(db: Database) -> None:
+    await active_family(db)
+    await member(db, TEACHER, "invite", sender=LEAD)
+    await member(db, TEACHER, "leave")
+    await member(db, NURSE, "invite", sender=LEAD)
+    await member(db, NURSE, "leave", sender=LEAD)
+    assert notices(await outbox(db))[-2:] == [
+        "Tara Teacher did not accept the invitation to this team.",
+        "The invitation to Nina Nurse was withdrawn by Lee Lead.",
+    ]
+
+
+async def test_a_display_name_change_records_nothing(db: Database) -> None:
+    await active_family(db, joined=(TEACHER,))
+    before = await snapshot(db)
+    await member(db, TEACHER, "join", display_name="Tara T.")
+    assert await snapshot(db) == before
+
+
+async def test_a_replayed_event_changes_and_sends_nothing_twice(db: Database) -> None:
+    await active_family(db)
+    await member(db, TEACHER, "invite", sender=LEAD)
+    event_id = await member(db, TEACHER, "join")
+    after_first = await snapshot(db)
+    await member(db, TEACHER, "join", event_id=event_id)
+    assert await snapshot(db) == after_first
+    joins = [e for e in await audits(db, "membership") if e.detail["event_id"] == event_id]
+    assert len(joins) == 1
+
+
+async def test_the_room_display_name_is_kept_until_one_is_given(db: Database) -> None:
+    await active_family(db, joined=(TEACHER,))
+    async with db.transaction() as tx:
+        practitioner = await tx.practitioners.get(TEACHER)
+        assert practitioner is not None
+        assert practitioner.display_name == "Tara Teacher"
+        await tx.practitioners.update_contact(TEACHER, display_name="Ms T. Patel")
+    await member(db, TEACHER, "leave")
+    await member(db, TEACHER, "invite", sender=LEAD)
+    await member(db, TEACHER, "join", display_name="tara")
+    async with db.read() as tx:
+        practitioner = await tx.practitioners.get(TEACHER)
+    assert practitioner is not None
+    assert practitioner.display_name == "Ms T. Patel"
+
+
+async def test_users_outside_the_allowed_servers_are_revoked(db: Database) -> None:
+    family = await active_family(db)
+    before = len(await outbox(db))
+    invite_id = await member(db, OUTSIDER, "invite", sender=LEAD)
+    items = (await outbox(db))[before:]
+    assert [item.kind for item in items] == ["kick", "message"]
+    assert items[0].payload["user_id"] == OUTSIDER
+    assert "council.example" in items[0].payload["reason"]
+    body = items[1].payload["content"]["body"]
+    assert body.startswith(f"I withdrew the invitation to {OUTSIDER}")
+    assert "elsewhere.example" in body
+    async with db.read() as tx:
+        assert await tx.involvements.get(family.id, OUTSIDER) is None
+    [revoked] = await audits(db, "membership_revoked")
+    assert revoked.detail["user"] == OUTSIDER
+    assert revoked.detail["rule"] == "server"
+
+    # Replaying the invite queues nothing more; the kick's own leave event records nothing.
+    snap = await snapshot(db)
+    await member(db, OUTSIDER, "invite", sender=LEAD, event_id=invite_id)
+    await member(db, OUTSIDER, "leave", sender=BOT)
+    assert await snapshot(db) == snap
+
+    # A join that beats the kick is removed too.
+    await member(db, OUTSIDER, "join")
+    assert [item.kind for item in (await outbox(db))[-2:]] == ["kick", "message"]
+    assert notices(await outbox(db))[-1].startswith(f"I removed {OUTSIDER} from this room")
+
+
+async def test_a_pending_family_admits_only_its_lead_and_admins(db: Database) -> None:
+    family = await pending_family(db)
+    await member(db, LEAD, "join")
+    lead_welcome = notices(await outbox(db))[-1]
+    assert "You are this family's lead" in lead_welcome
+    assert "!family basis" in lead_welcome
+    assert "!family informed" in lead_welcome
+
+    await member(db, ADMIN, "invite", sender=LEAD)
+    await member(db, ADMIN, "join")
+    before = len(await outbox(db))
+    await member(db, TEACHER, "invite", sender=LEAD)
+    kick, notice = (await outbox(db))[before:]
+    assert kick.kind == "kick"
+    assert kick.payload["user_id"] == TEACHER
+    body = notice.payload["content"]["body"]
+    assert "still being set up" in body
+    assert "!family basis" in body
+    assert "!family informed" in body
+    async with db.read() as tx:
+        on_roster = {i.user_id for i in await tx.involvements.for_family(family.id)}
+    assert on_roster == {LEAD, ADMIN}
+    assert (await audits(db, "membership_revoked"))[-1].detail["rule"] == "pending"
+
+
+async def test_other_rooms_and_the_bot_are_ignored(db: Database) -> None:
+    await active_family(db)
+    before = await snapshot(db)
+    await member(db, TEACHER, "join", room_id="!elsewhere:council.example")
+    await member(db, BOT, "join", sender=BOT)
+    await member(db, TEACHER, "knock")
+    assert await snapshot(db) == before
+
+
+async def test_welcome_skips_what_is_already_known(db: Database) -> None:
+    family = await active_family(db)
+    async with db.transaction() as tx:
+        await tx.practitioners.ensure(TEACHER)
+        await tx.practitioners.set_share_contact(TEACHER, False)
+        await tx.involvements.upsert_membership(family.id, TEACHER, "invite", invited_by=LEAD)
+        await tx.involvements.set_role(family.id, TEACHER, "Class teacher")
+    await member(db, TEACHER, "join")
+    body = notices(await outbox(db))[-1]
+    assert "You were invited as `Class teacher`" in body
+    assert "contact share" not in body
+
+
+async def test_the_lead_leaving_is_pointed_out(db: Database) -> None:
+    await active_family(db, joined=(TEACHER,))
+    await member(db, LEAD, "leave")
+    body = notices(await outbox(db))[-1]
+    assert body.startswith("Lee Lead left the team.")
+    assert "!lead @user:server" in body

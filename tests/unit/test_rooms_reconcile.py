@@ -1,0 +1,156 @@
+"""Start-up reconciliation: changes made while the bot was down are recorded once, the team is
+told once, the policy still applies, and a second run finds nothing to do."""
+
+from __future__ import annotations
+
+from rooms.reconcile import RosterChange, reconcile_family
+from storage import Database
+from tests.unit.test_team_commands_support import (
+    BOT,
+    LEAD,
+    NURSE,
+    OUTSIDER,
+    POLICY,
+    ROOM,
+    TEACHER,
+    WORKER,
+    FakeClock,
+    active_family,
+    audits,
+    member,
+    notices,
+    outbox,
+    pending_family,
+    snapshot,
+)
+
+pytest_plugins = ("tests.unit.test_team_commands_support",)
+
+
+async def reconcile(db: Database, members: dict[str, str]) -> list[RosterChange]:
+    async with db.transaction() as tx:
+        family = await tx.families.by_room(ROOM)
+        assert family is not None
+        return await reconcile_family(tx, family, members, POLICY)
+
+
+async def test_leaves_kicks_and_joins_while_down_are_found_once(
+    db: Database, clock: FakeClock
+) -> None:
+    family = await active_family(db, joined=(TEACHER, NURSE))
+    await member(db, WORKER, "invite", sender=LEAD)
+    before_outbox = len(await outbox(db))
+    before_audit = len(await audits(db))
+    clock.advance(days=1)
+    # While the bot was down: the teacher left, the nurse was kicked, the invited worker
+    # joined, and the admin-less room gained nobody else.
+    changes = await reconcile(db, {BOT: "join", LEAD: "join", WORKER: "join"})
+    assert sorted((c.user_id, c.before, c.after, c.kind) for c in changes) == [
+        (NURSE, "join", "leave", "ended"),
+        (TEACHER, "join", "leave", "ended"),
+        (WORKER, "invite", "join", "updated"),
+    ]
+    async with db.read() as tx:
+        teacher = await tx.involvements.get(family.id, TEACHER)
+        nurse = await tx.involvements.get(family.id, NURSE)
+        worker = await tx.involvements.get(family.id, WORKER)
+    assert teacher is not None
+    assert nurse is not None
+    assert worker is not None
+    assert (teacher.status, teacher.end_reason) == ("ended", "left")
+    assert (nurse.status, nurse.end_reason) == ("ended", "left")
+    assert (worker.membership, worker.status) == ("join", "active")
+    assert worker.next_prompt_at is not None
+
+    new_audits = (await audits(db))[before_audit:]
+    assert len(new_audits) == 3
+    assert all(entry.action == "membership" for entry in new_audits)
+    assert all(entry.detail["found_at"] == "start-up" for entry in new_audits)
+    assert all(entry.actor == BOT for entry in new_audits)
+
+    [summary] = notices((await outbox(db))[before_outbox:])
+    assert summary.startswith("While I was offline, the team changed:")
+    assert "Tara Teacher is no longer in this room and has left the team." in summary
+    assert "Nina Nurse is no longer in this room" in summary
+    assert "Wes Worker joined the team." in summary
+    assert "!role <your role>" in summary
+
+    settled = await snapshot(db)
+    assert await reconcile(db, {BOT: "join", LEAD: "join", WORKER: "join"}) == []
+    assert await snapshot(db) == settled
+
+
+async def test_people_added_while_down_are_added(db: Database) -> None:
+    family = await active_family(db)
+    changes = await reconcile(db, {LEAD: "join", TEACHER: "join", NURSE: "invite"})
+    assert sorted((c.user_id, c.before, c.after, c.kind) for c in changes) == [
+        (NURSE, None, "invite", "added"),
+        (TEACHER, None, "join", "added"),
+    ]
+    async with db.read() as tx:
+        team = {i.user_id: i.membership for i in await tx.involvements.for_family(family.id)}
+    assert team == {LEAD: "join", TEACHER: "join", NURSE: "invite"}
+
+
+async def test_someone_who_left_and_came_back_later_is_told_again(db: Database) -> None:
+    await active_family(db, joined=(TEACHER,))
+    await reconcile(db, {LEAD: "join"})
+    first = len(notices(await outbox(db)))
+    await reconcile(db, {LEAD: "join", TEACHER: "join"})
+    await reconcile(db, {LEAD: "join"})
+    assert len(notices(await outbox(db))) == first + 2
+
+
+async def test_policy_applies_at_start_up_without_repeating_itself(db: Database) -> None:
+    await active_family(db)
+    changes = await reconcile(db, {LEAD: "join", OUTSIDER: "join"})
+    assert [(c.user_id, c.kind) for c in changes] == [(OUTSIDER, "revoked")]
+    kicks = [item for item in await outbox(db) if item.kind == "kick"]
+    assert [item.payload["user_id"] for item in kicks] == [OUTSIDER]
+    assert notices(await outbox(db))[-1].startswith(f"I removed {OUTSIDER} from this room")
+    assert len(await audits(db, "membership_revoked")) == 1
+
+    # Still in the room on a second start-up while the kick waits to be sent: nothing new.
+    settled = await snapshot(db)
+    assert await reconcile(db, {LEAD: "join", OUTSIDER: "join"}) == []
+    assert await snapshot(db) == settled
+
+    # Once the kick was sent, finding them again is a new occasion with a new kick.
+    async with db.transaction() as tx:
+        await tx.outbox.mark_sent(kicks[0].id, None)
+    await reconcile(db, {LEAD: "join", OUTSIDER: "invite"})
+    kicks_now = [item for item in await outbox(db) if item.kind == "kick"]
+    assert len(kicks_now) == 2
+    assert kicks_now[0].txn_id != kicks_now[1].txn_id
+
+
+async def test_pending_families_admit_only_the_lead_at_start_up(db: Database) -> None:
+    family = await pending_family(db)
+    changes = await reconcile(db, {LEAD: "join", TEACHER: "invite"})
+    assert sorted((c.user_id, c.kind) for c in changes) == [
+        (LEAD, "updated"),
+        (TEACHER, "revoked"),
+    ]
+    async with db.read() as tx:
+        team = {i.user_id for i in await tx.involvements.for_family(family.id)}
+    assert team == {LEAD}
+    assert "still being set up" in notices(await outbox(db))[-2]
+
+
+async def test_a_lapsed_member_leaving_while_down_is_recorded_quietly(db: Database) -> None:
+    family = await active_family(db, joined=(TEACHER,))
+    async with db.transaction() as tx:
+        teacher = await tx.involvements.get(family.id, TEACHER)
+        assert teacher is not None
+        await tx.involvements.end(teacher.id, "lapsed")
+    before = len(await outbox(db))
+    changes = await reconcile(db, {LEAD: "join"})
+    assert [(c.user_id, c.before, c.after, c.kind) for c in changes] == [
+        (TEACHER, "join", "leave", "updated")
+    ]
+    async with db.read() as tx:
+        teacher = await tx.involvements.get(family.id, TEACHER)
+    assert teacher is not None
+    assert (teacher.membership, teacher.end_reason) == ("leave", "lapsed")
+    assert len(await outbox(db)) == before
+    assert (await audits(db, "membership"))[-1].detail["found_at"] == "start-up"

@@ -1,0 +1,128 @@
+"""`!contact`: your own details, validated before anything is stored, consent with its time,
+audit rows without the values, and no phone or email shown to a room without consent."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from commands.context import RoomKind
+from storage import Database
+from tests.unit.test_team_commands_support import (
+    DM,
+    START,
+    TEACHER,
+    FakeClock,
+    active_family,
+    audits,
+    say,
+    snapshot,
+)
+
+pytest_plugins = ("tests.unit.test_team_commands_support",)
+
+
+async def direct(db: Database, body: str) -> str:
+    return (await say(db, body, sender=TEACHER, room_id=DM, room_kind=RoomKind.DIRECT)).body
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "column", "stored"),
+    [
+        ("phone", "+44 (0)1632 960-123", "phone", "+44 (0)1632 960-123"),
+        ("phone", "01632   960123", "phone", "01632 960123"),
+        ("email", "tara.p+work@school.example", "email", "tara.p+work@school.example"),
+        ("name", "Tara  Patel", "display_name", "Tara Patel"),
+        ("org", "Oak Primary School", "organisation", "Oak Primary School"),
+        ("title", "Class teacher", "job_title", "Class teacher"),
+    ],
+)
+async def test_contact_set_stores_a_valid_value(
+    db: Database, field: str, value: str, column: str, stored: str
+) -> None:
+    body = await direct(db, f"!contact set {field} {value}")
+    assert body.startswith("Saved your ")
+    async with db.read() as tx:
+        practitioner = await tx.practitioners.get(TEACHER)
+    assert practitioner is not None
+    assert getattr(practitioner, column) == stored
+    [entry] = await audits(db, "contact_update")
+    assert entry.actor == TEACHER
+    assert entry.detail == {"field": field}
+    assert value not in str(entry.detail)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("!contact set phone 12345", "has 5 digits; a phone number has 7 to 15"),
+        ("!contact set phone 0800 123 456 789 012 34", "has 18 digits"),
+        ("!contact set phone call me on 01632960123", "is not a phone number I can use"),
+        ("!contact set phone 01632+960123", "is not a phone number I can use"),
+        ("!contact set email tara@", "is not an email address I can use"),
+        ("!contact set email tara@school", "is not an email address I can use"),
+        ("!contact set email tara..p@school.example", "is not an email address I can use"),
+        ("!contact set email <b>@x.example", "is not an email address I can use"),
+        ("!contact set name " + "x" * 81, "the most I can keep is 80"),
+        ("!contact set fax 01632 960123", "`fax` is not one of the choices here"),
+        ("!contact set phone", "needs `<value>`"),
+        ("!contact sett phone 1", "Did you mean `!contact set`?"),
+    ],
+)
+async def test_contact_set_refuses_bad_values(db: Database, body: str, expected: str) -> None:
+    before = await snapshot(db)
+    reply = await direct(db, body)
+    assert expected in reply
+    assert await snapshot(db) == before
+
+
+async def test_sharing_consent_is_recorded_with_its_time(
+    db: Database, clock: FakeClock
+) -> None:
+    shown = await direct(db, "!contact")
+    assert "not decided yet" in shown
+    off = await direct(db, "!contact share off")
+    assert off.startswith("Your phone number and email address are now hidden")
+    clock.advance(days=2)
+    on = await direct(db, "!contact share ON")
+    assert "Your teams can now see your phone number and email address" in on
+    assert "You have not given them yet" in on
+    async with db.read() as tx:
+        practitioner = await tx.practitioners.get(TEACHER)
+    assert practitioner is not None
+    assert practitioner.share_contact is True
+    assert practitioner.share_contact_changed_at == START + timedelta(days=2)
+    assert [entry.detail for entry in await audits(db, "contact_share")] == [
+        {"share": False},
+        {"share": True},
+    ]
+    assert "on, since 4 Mar 2026" in await direct(db, "!contact")
+    bad = await direct(db, "!contact share maybe")
+    assert "`maybe` is not one of the choices here: `on`, `off`." in bad
+
+
+async def test_saving_a_phone_number_says_who_can_see_it(db: Database) -> None:
+    hidden = await direct(db, "!contact set phone 01632 960123")
+    assert "Your teams cannot see it until you share" in hidden
+    await direct(db, "!contact share on")
+    seen = await direct(db, "!contact set phone 01632 960124")
+    assert "Your teams can see it" in seen
+    public = await direct(db, "!contact set org Oak Primary")
+    assert "Your teams see it in `!whois`" in public
+
+
+async def test_contact_details_are_not_shown_to_a_room_without_consent(db: Database) -> None:
+    await active_family(db, joined=(TEACHER,))
+    await direct(db, "!contact set phone 01632 960123")
+    await direct(db, "!contact set email tara@school.example")
+    await direct(db, "!contact share off")
+    in_room = (await say(db, "!contact", sender=TEACHER)).body
+    assert "01632 960123" not in in_room
+    assert "tara@school.example" not in in_room
+    assert "given (hidden here, as you do not share it)" in in_room
+    privately = await direct(db, "!contact")
+    assert "Phone number: `01632 960123`" in privately
+    assert "Email address: `tara@school.example`" in privately
+    await direct(db, "!contact share on")
+    assert "01632 960123" in (await say(db, "!contact", sender=TEACHER)).body
