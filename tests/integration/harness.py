@@ -277,6 +277,20 @@ class Practitioner:
         await self._wait(ready, timeout, f"{what} in {room_id}")
         return found[0]
 
+    async def wait_for_invite(self, name: str, timeout: float = 30) -> str:  # noqa: ASYNC109
+        """The id of a room named `name` that we are invited to (e.g. a new family room)."""
+        found: list[str] = []
+
+        def ready() -> bool:
+            for room_id, room in self.client.invited_rooms.items():
+                if room.name == name and self.membership(room_id, self.user_id) == "invite":
+                    found.append(room_id)
+                    return True
+            return False
+
+        await self._wait(ready, timeout, f"an invite to the room {name!r}")
+        return found[0]
+
     async def wait_for_notice(
         self,
         room_id: str,
