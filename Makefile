@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 INTEROP := tests/interop
 INTEROP_STAMP := $(INTEROP)/node_modules/.installed-stamp
 
-.PHONY: run test test-offline lint venv interop clean
+.PHONY: run test test-offline lint bench venv interop clean
 
 venv: $(STAMP)
 
@@ -34,6 +34,9 @@ test: $(STAMP) $(INTEROP_STAMP) lint
 
 test-offline: $(STAMP) lint
 	$(BIN)/python -m pytest -m "not synapse"
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.latency
 
 clean:
 	rm -rf $(VENV) $(INTEROP)/node_modules .pytest_cache .mypy_cache .ruff_cache
