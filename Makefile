@@ -37,6 +37,7 @@ test-offline: $(STAMP) lint
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.latency
+	$(BIN)/python -m bench.prompt_sweep
 
 clean:
 	rm -rf $(VENV) $(INTEROP)/node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -13,10 +13,12 @@ from bot.config import Config
 from bot.matrix import LoginError, NioGateway, connect
 from bot.outbox import OutboxSender
 from bot.router import EventRouter
+from bot.scheduler import SweepScheduler, direct_rooms_of, prompt_settings
 from bot.sync import SyncLoop
 from commands import build_registry
 from rooms.family_room import on_room_created
 from rooms.policy import TeamPolicy
+from rooms.prompts import on_message_sent, sweep
 from storage import Database, OutboxItem, Transaction
 
 log = logging.getLogger(__name__)
@@ -62,22 +64,35 @@ async def run_bot(config: Config, *, stop: asyncio.Event, clock: Clock = utc_now
             async def room_created(tx: Transaction, item: OutboxItem, room_id: str) -> None:
                 await on_room_created(tx, item.payload["family_id"], room_id, policy)
 
-            outbox = OutboxSender(db, client, on_room_created=room_created)
+            outbox = OutboxSender(
+                db, client, on_room_created=room_created, on_sent=on_message_sent
+            )
             registry = build_registry()
+            prompts = prompt_settings(config)
             router = EventRouter(
                 client=client,
                 config=config,
                 registry=registry,
                 gateway=NioGateway(client),
                 policy=policy,
+                prompts=prompts,
             )
             sync_loop = SyncLoop(
                 client=client, db=db, router=router, outbox=outbox, config=config, policy=policy
             )
+            direct_rooms = direct_rooms_of(client)
+
+            async def sweep_prompts() -> None:
+                report = await sweep(db, prompts, policy, direct_rooms=direct_rooms)
+                if report.queued:
+                    outbox.wake()
+
+            scheduler = SweepScheduler(sweep_prompts, config.prompts.sweep_every)
             log.info("Patchwork is running as %s (device %s)", client.user_id, client.device_id)
             tasks = [
                 asyncio.create_task(sync_loop.run(stop), name="sync"),
                 asyncio.create_task(outbox.run(stop), name="outbox"),
+                asyncio.create_task(scheduler.run(stop, sync_loop.synced_once), name="prompts"),
             ]
             stop_task = asyncio.create_task(stop.wait())
             await asyncio.wait(

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
 
+from bot.clock import CLOCK_FILE_ENV, FileClock
 from bot.config import ConfigError, load_config
 from bot.matrix import LoginError
 from storage import DatabaseTooNewError
@@ -45,7 +47,22 @@ async def _run(config_path: Path) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    await run_bot(config, stop=stop)
+    clock_path = os.environ.get(CLOCK_FILE_ENV)
+    if not clock_path:
+        await run_bot(config, stop=stop)
+        return 0
+    # Tests only: the integration tests move a running bot's time through this file.
+    logging.getLogger(__name__).warning(
+        "%s is set: the time comes from %s (for tests only)", CLOCK_FILE_ENV, clock_path
+    )
+    clock = FileClock(Path(clock_path))
+    await asyncio.to_thread(clock.load)
+    watcher = asyncio.create_task(clock.watch(stop), name="test clock")
+    try:
+        await run_bot(config, stop=stop, clock=clock)
+    finally:
+        stop.set()
+        await watcher
     return 0
 
 

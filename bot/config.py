@@ -62,6 +62,7 @@ _ENV_REFERENCE_RE = re.compile(r"\$(?P<escaped>\$?)\{(?P<name>[^{}]*)\}")
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _UNCLOSED_REFERENCE_RE = re.compile(r"\$\{(?![^{}]*\})")
 _PICKLE_KEY_MIN_LENGTH = 16
+_LONGEST_SWEEP = timedelta(hours=1)
 
 
 class ConfigError(Exception):
@@ -390,6 +391,10 @@ class PromptsConfig(_Section):
         default="Europe/London",
         description="an IANA timezone name such as Europe/London",
     )
+    sweep_every: Duration = Field(
+        default=timedelta(minutes=1),
+        description="a duration such as 1m: how often to look for prompts, reminders and lapses",
+    )
 
     @field_validator("timezone", mode="after")
     @classmethod
@@ -403,6 +408,17 @@ class PromptsConfig(_Section):
                 f"{value!r} is not a known timezone "
                 f"({hint}expected an IANA name such as Europe/London or America/New_York)"
             ) from None
+        return value
+
+    @field_validator("sweep_every", mode="after")
+    @classmethod
+    def _often_enough(cls, value: timedelta) -> timedelta:
+        if value > _LONGEST_SWEEP:
+            raise ValueError(
+                f"{format_duration(value)} is too long (expected at most "
+                f"{format_duration(_LONGEST_SWEEP)}, so prompts go out close to when they "
+                "fall due, e.g. 1m)"
+            )
         return value
 
     @model_validator(mode="after")

@@ -41,17 +41,27 @@ FAMILY_STATE_EVENT = "org.patchwork.family"
 
 # Called in the same transaction that marks a create_room item sent: (tx, item, new room id).
 RoomCreatedHook = Callable[[Transaction, OutboxItem, str], Awaitable[None]]
+# Called in the same transaction that marks any other item sent: (tx, item, its event id if
+# the homeserver returned one). What it writes commits with the "sent" mark, so a crash in
+# between replays both together (the homeserver deduplicates the resend).
+SentHook = Callable[[Transaction, OutboxItem, str | None], Awaitable[None]]
 
 
 class OutboxSender:
     """Drains the outbox in order; wake() after committing new items for an immediate send."""
 
     def __init__(
-        self, db: Database, client: AsyncClient, *, on_room_created: RoomCreatedHook | None = None
+        self,
+        db: Database,
+        client: AsyncClient,
+        *,
+        on_room_created: RoomCreatedHook | None = None,
+        on_sent: SentHook | None = None,
     ) -> None:
         self._db = db
         self._client = client
         self._on_room_created = on_room_created
+        self._on_sent = on_sent
         self._wake = asyncio.Event()
         self._backoff = Backoff(initial=1.0, maximum=60.0)
 
@@ -62,7 +72,7 @@ class OutboxSender:
         while not stop.is_set():
             self._wake.clear()
             try:
-                sent_any = await self.drain_once()
+                sent_any = await self.drain_once(stop=stop)
             except Exception:
                 log.exception("outbox pass failed; retrying")
                 await self._backoff.wait(stop)
@@ -88,11 +98,14 @@ class OutboxSender:
             wake_task.cancel()
             stop_task.cancel()
 
-    async def drain_once(self, limit: int = 50) -> bool:
-        """Send every due item once; return True if anything was attempted."""
+    async def drain_once(self, limit: int = 50, *, stop: asyncio.Event | None = None) -> bool:
+        """Send due items one at a time (so a rate limit slows us instead of piling up 429s);
+        return True if anything was attempted. A stop request ends the pass between items."""
         async with self._db.read() as tx:
             items = await tx.outbox.due(limit)
         for item in items:
+            if stop is not None and stop.is_set():
+                break
             await self._send_one(item)
         return bool(items)
 
@@ -125,6 +138,13 @@ class OutboxSender:
             return
         result = getattr(response, "event_id", None)
         async with self._db.transaction() as tx:
+            if self._on_sent is not None:
+                try:
+                    async with tx.savepoint():
+                        await self._on_sent(tx, item, None if result is None else str(result))
+                except Exception:
+                    # The send itself succeeded; a failing follow-up must not resend it forever.
+                    log.exception("follow-up of outbox item %s failed", item.id)
             await tx.outbox.mark_sent(item.id, result)
 
     async def _retry(self, item: OutboxItem, error: str) -> None:

@@ -9,7 +9,12 @@ transaction, after the inbox says it is new):
 4. any other text message goes to the command dispatcher, which answers commands and ignores
    chatter; its replies are written to the outbox in the same transaction;
 5. every `m.room.member` event (the bot's own kicks included) goes to `rooms.membership`,
-   which mirrors it into the roster of a family room and ignores other rooms.
+   which mirrors it into the roster of a family room and ignores other rooms;
+6. an `m.reaction` from anyone but the bot goes to `rooms.prompts.on_reaction`, which takes a
+   ✅ or ❌ from a practitioner on their own open still-involved prompt as their answer and
+   ignores every other reaction. Reactions count whether they came encrypted (nio hands them
+   over decrypted) or in the clear, as some clients send them: a reaction's key and target
+   are visible to the homeserver either way.
 Errors inside a command are handled by the dispatcher (see commands.dispatcher); an error here
 propagates to the sync loop, which logs it and records the event as processed so one bad event
 cannot block the room.
@@ -20,9 +25,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from nio import AsyncClient, MatrixRoom, RoomMemberEvent, RoomMessageText
+from nio import AsyncClient, MatrixRoom, ReactionEvent, RoomMemberEvent, RoomMessageText
 
 from bot.config import Config
+from bot.scheduler import prompt_settings
 from commands.context import CommandContext, RoomKind
 from commands.dispatcher import Dispatcher
 from commands.parser import command_text, parse_invocation
@@ -30,6 +36,7 @@ from commands.registry import CommandRegistry
 from commands.reply import Reply
 from rooms.membership import on_member_event
 from rooms.policy import TeamPolicy
+from rooms.prompts import PromptSettings, on_reaction
 from storage import Transaction, transaction_id
 
 log = logging.getLogger(__name__)
@@ -53,10 +60,12 @@ class EventRouter:
         registry: CommandRegistry,
         gateway: Any,
         policy: TeamPolicy,
+        prompts: PromptSettings | None = None,
     ) -> None:
         self._client = client
         self._config = config
         self._policy = policy
+        self._prompts = prompts if prompts is not None else prompt_settings(config)
         self._registry = registry
         self._dispatcher = Dispatcher(registry)
         self._gateway = gateway
@@ -77,6 +86,16 @@ class EventRouter:
             )
         elif isinstance(event, RoomMessageText) and event.sender != self._client.user_id:
             await self._handle_text(tx, room, event)
+        elif isinstance(event, ReactionEvent) and event.sender != self._client.user_id:
+            await on_reaction(
+                tx,
+                room_id=room.room_id,
+                sender=event.sender,
+                reacts_to=event.reacts_to,
+                key=event.key,
+                event_id=event.event_id,
+                settings=self._prompts,
+            )
 
     async def _handle_text(self, tx: Transaction, room: MatrixRoom, event: RoomMessageText) -> None:
         if not room.encrypted:
@@ -95,7 +114,7 @@ class EventRouter:
             room_kind=await self._room_kind(tx, room),
             tx=tx,
             matrix=self._gateway,
-            services={"config": self._config, "policy": self._policy},
+            services={"config": self._config, "policy": self._policy, "prompts": self._prompts},
             is_admin=event.sender in self._config.policy.admins,
             registry=self._registry,
         )

@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "commands.contact",
     "commands.cases",
     "commands.family",
+    "commands.involvement",
 )
 
 

@@ -9,7 +9,11 @@ field changed, never its value.
 from __future__ import annotations
 
 import re
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import TYPE_CHECKING, Literal
+
+from dateutil.parser import ParserError
+from dateutil.parser import parse as parse_date
 
 from commands.context import CommandContext, RoomKind
 from commands.converters import Choice, Rest, Text, quoted
@@ -17,6 +21,7 @@ from commands.errors import UserInputError
 from commands.registry import ANYWHERE, Command, command, group
 from commands.reply import Markup, blocks, bullet_list, code, paragraph, text
 from commands.team_support import day, transaction
+from rooms.prompts import PromptSettings
 
 if TYPE_CHECKING:
     from storage import Practitioner
@@ -188,6 +193,88 @@ async def contact_share(ctx: CommandContext, answer: Literal["on", "off"]) -> No
         )
 
 
+AWAY_LIMIT = timedelta(days=366)
+AWAY_EXAMPLES = "10 Aug, 10/08/2026, 2026-08-10 or Monday"
+
+
+def parse_away_date(raw: str, today: date) -> date:
+    """A day in the coming year, as people write it in the UK (10/08 is the 10th of August).
+
+    ISO dates are read first: dateutil's day-first reading would turn 2026-08-10 into the 8th
+    of October. A date without a year that has already passed this year means next year's.
+    """
+    value = " ".join(raw.split())
+    try:
+        when = date.fromisoformat(value)
+    except ValueError:
+        try:
+            parsed = parse_date(value, dayfirst=True, default=datetime.combine(today, time()))
+        except (ParserError, OverflowError, ValueError):
+            raise UserInputError(
+                quoted(raw) + f" is not a date I can read. Write it like {AWAY_EXAMPLES}."
+            ) from None
+        when = parsed.date()
+        if when < today and not re.search(r"\d{4}", value):
+            when = when.replace(year=when.year + 1)
+    if when < today:
+        raise UserInputError(
+            f"{when:%d %b %Y} has already passed. Give the last day you are away, like "
+            f"{AWAY_EXAMPLES}."
+        )
+    if when - today > AWAY_LIMIT:
+        raise UserInputError(
+            "That is more than a year away. If you are no longer involved with a family, send "
+            + code("!leave")
+            + " in its room instead."
+        )
+    return when
+
+
+def _zone(ctx: CommandContext) -> tzinfo:
+    """The operator's timezone, from the prompt settings the process hands to commands
+    (UTC where none were given, as in a context built without them)."""
+    settings = ctx.services.get("prompts")
+    return settings.zone if isinstance(settings, PromptSettings) else UTC
+
+
+@command(
+    "away",
+    summary="Say you are away until a date, so I do not ask whether you are still involved.",
+    description=(
+        "For example: !contact away 10 Aug (the last day you are away), or !contact away off "
+        "when you are back early. While you are away I send you no still-involved questions "
+        "or reminders, and nothing lapses; I ask once you are back."
+    ),
+    where=ANYWHERE,
+    converters={"until": Text(label="date|off", max_length=60)},
+)
+async def contact_away(ctx: CommandContext, until: Rest[str]) -> None:
+    tx = transaction(ctx)
+    zone = _zone(ctx)
+    today = tx.now().astimezone(zone).date()
+    await tx.practitioners.ensure(ctx.sender)
+    if until.strip().lower() in ("off", "back", "none"):
+        await tx.practitioners.set_away_until(ctx.sender, None)
+        await tx.audit.append(ctx.sender, "contact_away", detail={"until": None})
+        ctx.reply(paragraph("Welcome back. I will ask you again when a question falls due."))
+        return
+    when = parse_away_date(until, today)
+    await tx.practitioners.set_away_until(ctx.sender, when)
+    await tx.audit.append(ctx.sender, "contact_away", detail={"until": when.isoformat()})
+    ctx.reply(
+        paragraph(
+            f"Noted: you are away until {_long_day(when)}. I will not ask whether you are still "
+            f"involved before {_long_day(when + timedelta(days=1))}. Send "
+            + code(f"{ctx.prefix}contact away off")
+            + " if you are back sooner."
+        )
+    )
+
+
+def _long_day(value: date) -> str:
+    return f"{value:%a} {value.day} {value:%b %Y}"
+
+
 @group(
     "contact",
     summary="See your contact details and whether your teams may see them.",
@@ -196,7 +283,7 @@ async def contact_share(ctx: CommandContext, answer: Literal["on", "off"]) -> No
         "number and email address are only shown if you share them."
     ),
     where=ANYWHERE,
-    subcommands=(contact_set, contact_share),
+    subcommands=(contact_set, contact_share, contact_away),
 )
 async def contact(ctx: CommandContext) -> None:
     practitioner = await transaction(ctx).practitioners.get(ctx.sender)
@@ -212,6 +299,10 @@ async def contact(ctx: CommandContext) -> None:
             items.append(label + text("given (hidden here, as you do not share it)"))
         else:
             items.append(label + code(value))
+    if practitioner is not None and practitioner.away_until is not None:
+        today = transaction(ctx).now().astimezone(_zone(ctx)).date()
+        if practitioner.away_until >= today:
+            items.append("Away until: " + text(_long_day(practitioner.away_until)))
     parts: list[Markup] = [
         paragraph("Your contact details (the same on every team you are on):"),
         bullet_list(items),

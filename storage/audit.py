@@ -8,7 +8,7 @@ removing or reordering any row breaks the chain at that row and `verify()` finds
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from storage.codec import canonical_json, decode_json_object, encode_json_object, encode_time
@@ -69,6 +69,31 @@ class AuditRepository:
         if row is None:
             raise RuntimeError("the audit row just written cannot be read back")
         return AuditEntry.from_row(row)
+
+    async def append_many(
+        self, actor: str, action: str, rows: Sequence[tuple[int | None, Mapping[str, Any]]]
+    ) -> int:
+        """Add one row per (family_id, detail), chained in order, reading the chain's end once.
+
+        For the bot's bulk steps (thousands of prompts after an outage), where `append`'s
+        read-back of every row would dominate. Returns the number of rows written.
+        """
+        if not rows:
+            return 0
+        at = encode_time(self._tx.now())
+        last = await self._tx.fetchone("SELECT hash FROM audit ORDER BY id DESC LIMIT 1")
+        prev_hash = GENESIS_HASH if last is None else str(last["hash"])
+        for family_id, detail in rows:
+            stored_detail = encode_json_object(dict(detail))
+            content = decode_json_object(stored_detail)
+            digest = audit_hash(prev_hash, at, actor, family_id, action, content)
+            await self._tx.execute(
+                "INSERT INTO audit (at, actor, family_id, action, detail, prev_hash, hash)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (at, actor, family_id, action, stored_detail, prev_hash, digest),
+            )
+            prev_hash = digest
+        return len(rows)
 
     async def recent(self, family_id: int | None, limit: int) -> list[AuditEntry]:
         """Newest first; one family's rows, or every row when family_id is None."""

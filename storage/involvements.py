@@ -7,6 +7,7 @@ re-invited one gets the same row back with a fresh start time.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
     from storage.transaction import Transaction
 
 _PRESENT: frozenset[str] = frozenset({"invite", "join"})
+_MANY_CHUNK = 500
+"""Ids per IN (...) statement, well under SQLite's limit on bound parameters."""
 _DEFAULT_END_REASON: dict[str, EndReason] = {"leave": "left", "ban": "removed"}
 
 
@@ -173,6 +176,34 @@ class InvolvementRepository:
             involvement_id, "next_prompt_at = ?", (encode_optional_time(next_prompt_at),)
         )
         return await self._require(involvement_id)
+
+    async def by_ids(self, involvement_ids: Iterable[int]) -> dict[int, Involvement]:
+        """Several involvements in one query, by id (missing ids are left out)."""
+        wanted = sorted(set(involvement_ids))
+        found: dict[int, Involvement] = {}
+        for start in range(0, len(wanted), _MANY_CHUNK):
+            chunk = wanted[start : start + _MANY_CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            rows = await self._tx.fetchall(
+                f"SELECT * FROM involvement WHERE id IN ({marks})",  # noqa: S608
+                chunk,
+            )
+            found.update((int(row["id"]), Involvement.from_row(row)) for row in rows)
+        return found
+
+    async def clear_next_prompts(self, involvement_ids: Sequence[int]) -> int:
+        """No next prompt for these involvements (their prompt is open); one statement."""
+        changed = 0
+        now = encode_time(self._tx.now())
+        for start in range(0, len(involvement_ids), _MANY_CHUNK):
+            chunk = list(involvement_ids[start : start + _MANY_CHUNK])
+            marks = ", ".join("?" * len(chunk))
+            changed += await self._tx.execute(
+                f"UPDATE involvement SET next_prompt_at = NULL, updated_at = ?"  # noqa: S608
+                f" WHERE id IN ({marks})",
+                (now, *chunk),
+            )
+        return changed
 
     async def end(self, involvement_id: int, reason: EndReason) -> bool:
         """End an active involvement; False if it had already ended (its reason is kept)."""

@@ -4,7 +4,8 @@ twice for the same due date, even across restarts.
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from storage.codec import encode_time
@@ -27,6 +28,14 @@ class PromptRepository:
         )
         return None if prompt_id is None else await self._require(prompt_id)
 
+    async def insert(self, involvement_id: int, due_at: datetime) -> int | None:
+        """Like `create`, returning only the new id (None if this due date was already asked),
+        without reading the row back: for the bulk sweep."""
+        return await self._tx.insert(
+            "INSERT OR IGNORE INTO prompt (involvement_id, due_at) VALUES (?, ?)",
+            (involvement_id, encode_time(due_at)),
+        )
+
     async def get(self, prompt_id: int) -> Prompt | None:
         row = await self._tx.fetchone("SELECT * FROM prompt WHERE id = ?", (prompt_id,))
         return None if row is None else Prompt.from_row(row)
@@ -45,6 +54,76 @@ class PromptRepository:
         )
         return None if row is None else Prompt.from_row(row)
 
+    async def awaiting_reminder(
+        self, *, sent_before: datetime, today: date, after_id: int, limit: int
+    ) -> list[Prompt]:
+        """Sent, unanswered and not yet reminded prompts of active involvements, by id.
+
+        Only prompts from the involvement's current period count (a re-invited practitioner's
+        old question is not chased), and practitioners still away `today` (their `away_until`
+        is today or later, in the operator's timezone) are left alone until they are back.
+        """
+        return await self._open_sent(
+            "prompt.reminded_at IS NULL AND prompt.sent_at <= :sent_before",
+            {"sent_before": encode_time(sent_before)},
+            today=today,
+            after_id=after_id,
+            limit=limit,
+        )
+
+    async def awaiting_lapse(
+        self,
+        *,
+        sent_before: datetime,
+        reminded_before: datetime,
+        today: date,
+        after_id: int,
+        limit: int,
+    ) -> list[Prompt]:
+        """Reminded, still unanswered prompts whose time is up, by id (see awaiting_reminder)."""
+        return await self._open_sent(
+            "prompt.reminded_at IS NOT NULL AND prompt.reminded_at <= :reminded_before"
+            " AND prompt.sent_at <= :sent_before",
+            {
+                "sent_before": encode_time(sent_before),
+                "reminded_before": encode_time(reminded_before),
+            },
+            today=today,
+            after_id=after_id,
+            limit=limit,
+        )
+
+    async def _open_sent(
+        self,
+        condition: str,
+        params: dict[str, Any],
+        *,
+        today: date,
+        after_id: int,
+        limit: int,
+    ) -> list[Prompt]:
+        """`condition` is constant SQL from this module; every value is a bound parameter."""
+        base = (
+            "SELECT prompt.* FROM prompt"
+            " JOIN involvement ON involvement.id = prompt.involvement_id"
+            " JOIN practitioner ON practitioner.user_id = involvement.user_id"
+            " WHERE prompt.answered_at IS NULL AND prompt.sent_at IS NOT NULL"
+            " AND involvement.status = 'active' AND prompt.due_at >= involvement.started_at"
+            " AND (practitioner.away_until IS NULL OR practitioner.away_until < :today)"
+            " AND prompt.id > :after_id AND "
+        )
+        sql = base + condition + " ORDER BY prompt.id LIMIT :limit"
+        rows = await self._tx.fetchall(
+            sql,
+            {
+                **params,
+                "today": today.isoformat(),
+                "after_id": after_id,
+                "limit": limit,
+            },
+        )
+        return [Prompt.from_row(row) for row in rows]
+
     async def mark_sent(self, prompt_id: int, event_id: str) -> Prompt:
         return await self._update(
             prompt_id, "sent_at = ?, event_id = ?", (encode_time(self._tx.now()), event_id)
@@ -52,6 +131,16 @@ class PromptRepository:
 
     async def mark_reminded(self, prompt_id: int) -> Prompt:
         return await self._update(prompt_id, "reminded_at = ?", (encode_time(self._tx.now()),))
+
+    async def mark_reminded_many(self, prompt_ids: Sequence[int]) -> int:
+        """`mark_reminded` for a batch, in one statement, without reading the rows back."""
+        if not prompt_ids:
+            return 0
+        marks = ", ".join("?" * len(prompt_ids))
+        return await self._tx.execute(
+            f"UPDATE prompt SET reminded_at = ? WHERE id IN ({marks})",  # noqa: S608
+            (encode_time(self._tx.now()), *prompt_ids),
+        )
 
     async def answer(self, prompt_id: int, answer: PromptAnswer) -> bool:
         """Record the answer; False if the prompt was already answered (the first answer wins)."""

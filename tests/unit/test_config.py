@@ -64,6 +64,7 @@ def test_minimal_config_gets_the_documented_defaults() -> None:
     assert config.prompts.working_hours.start == time(9)
     assert config.prompts.working_hours.end == time(17)
     assert config.prompts.timezone == "Europe/London"
+    assert config.prompts.sweep_every == timedelta(minutes=1)
     assert config.logging.level == "INFO"
 
 
@@ -319,6 +320,12 @@ def test_environment_defaults_to_the_process_environment(
             "prompts.lapse_after",
             "not longer than prompts.remind_after 20d",
             id="default-lapse-before-remind",
+        ),
+        pytest.param(
+            lambda d: d.update(prompts={"sweep_every": "2h"}),
+            "prompts.sweep_every",
+            "2h is too long (expected at most 1h",
+            id="sweep-too-rare",
         ),
         pytest.param(
             lambda d: d.update(prompts={"remove_on_lapse": "perhaps"}),
