@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from commands.reply import Markup, Reply
-from storage import Transaction, transaction_id
+from storage import INTERACTIVE, Transaction, transaction_id
 
 INVITE = "invite"
 KICK = "kick"
@@ -30,10 +30,14 @@ def transaction_of(tx: object) -> Transaction:
     return tx
 
 
-async def post_notice(tx: Transaction, room_id: str, message: Markup, *cause: str) -> bool:
+async def post_notice(
+    tx: Transaction, room_id: str, message: Markup, *cause: str, priority: int = INTERACTIVE
+) -> bool:
     """Queue an `m.notice`; only people in `message.mentions` are pinged. True if new."""
     content = Reply.from_markup(message).to_content()
-    return await tx.outbox.enqueue_message(transaction_id(*cause), room_id, content)
+    return await tx.outbox.enqueue_message(
+        transaction_id(*cause), room_id, content, priority=priority
+    )
 
 
 async def invite_user(
@@ -45,9 +49,18 @@ async def invite_user(
     return await tx.outbox.enqueue(transaction_id(*cause), room_id, INVITE, payload)
 
 
-async def kick_user(tx: Transaction, room_id: str, user_id: str, reason: str, *cause: str) -> bool:
+async def kick_user(
+    tx: Transaction,
+    room_id: str,
+    user_id: str,
+    reason: str,
+    *cause: str,
+    priority: int = INTERACTIVE,
+) -> bool:
     payload = {"user_id": user_id, "reason": reason}
-    return await tx.outbox.enqueue(transaction_id(*cause), room_id, KICK, payload)
+    return await tx.outbox.enqueue(
+        transaction_id(*cause), room_id, KICK, payload, priority=priority
+    )
 
 
 async def send_state(

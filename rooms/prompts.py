@@ -35,6 +35,7 @@ from commands.reply import Markup, Reply, blocks, code, paragraph, text, user
 from rooms.actions import kick_user, post_notice
 from rooms.policy import TeamPolicy
 from storage import (
+    BACKGROUND,
     Database,
     Family,
     Involvement,
@@ -345,6 +346,7 @@ async def _prompt_batch(
                 "content": Reply.from_markup(question).to_content(),
                 PROMPT_PAYLOAD_KEY: prompt_id,
             },
+            priority=BACKGROUND,
         )
         audit_rows.append(
             (
@@ -399,7 +401,10 @@ async def _reminder_batch(
         if prompt.event_id is not None:
             content["m.relates_to"] = {"m.in_reply_to": {"event_id": prompt.event_id}}
         await tx.outbox.enqueue_message(
-            transaction_id("prompt", str(prompt.id), "reminder"), family.room_id, content
+            transaction_id("prompt", str(prompt.id), "reminder"),
+            family.room_id,
+            content,
+            priority=BACKGROUND,
         )
         reminded.append(prompt.id)
         audit_rows.append((family.id, {"user": involvement.user_id, "prompt_id": prompt.id}))
@@ -485,9 +490,17 @@ async def _lapse_one(
         parts.append(paragraph(message))
         parts.append(_admin_request(policy, lead_lapsed))
     # The notice goes before the kick, so the person removed can still read why.
-    await post_notice(tx, family.room_id, blocks(*parts), *cause, "notice")
+    await post_notice(tx, family.room_id, blocks(*parts), *cause, "notice", priority=BACKGROUND)
     if removed:
-        await kick_user(tx, family.room_id, involvement.user_id, LAPSE_KICK_REASON, *cause, "kick")
+        await kick_user(
+            tx,
+            family.room_id,
+            involvement.user_id,
+            LAPSE_KICK_REASON,
+            *cause,
+            "kick",
+            priority=BACKGROUND,
+        )
     if not has_lead:
         await _report_to_admins(tx, family, who, policy, direct_rooms, cause, lead_lapsed)
     return True
@@ -536,7 +549,7 @@ async def _report_to_admins(
             + code(f"Team {family.reference}")
             + "."
         )
-        await post_notice(tx, room_id, message, *cause, "admin", admin)
+        await post_notice(tx, room_id, message, *cause, "admin", admin, priority=BACKGROUND)
 
 
 # --- after a prompt is sent ------------------------------------------------------------------
@@ -558,6 +571,7 @@ async def on_message_sent(tx: Transaction, item: OutboxItem, event_id: str | Non
             item.room_id,
             {"m.relates_to": {"rel_type": "m.annotation", "event_id": event_id, "key": key}},
             event_type="m.reaction",
+            priority=BACKGROUND,
         )
 
 

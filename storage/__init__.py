@@ -27,13 +27,15 @@ from storage.models import (
     PromptAnswer,
     UndecryptedEvent,
 )
-from storage.outbox import OutboxRepository, transaction_id
+from storage.outbox import BACKGROUND, INTERACTIVE, OutboxRepository, transaction_id
 from storage.practitioners import CONTACT_FIELDS, PractitionerRepository
 from storage.prompts import PromptRepository
 from storage.sync_state import SyncStateRepository
 from storage.transaction import Transaction
 
 __all__ = [
+    "BACKGROUND",
+    "INTERACTIVE",
     "CONTACT_FIELDS",
     "GENESIS_HASH",
     "LATEST_VERSION",

@@ -187,7 +187,21 @@ async def _v1_initial_schema(tx: Transaction) -> None:
         await tx.execute(statement)
 
 
-MIGRATIONS: list[Migration] = [_v1_initial_schema]
+async def _v2_outbox_priority(tx: Transaction) -> None:
+    """Replies to practitioners go before background work (a backlog of prompts, say)."""
+    await tx.execute("ALTER TABLE outbox ADD COLUMN priority INTEGER NOT NULL DEFAULT 0")
+    await tx.execute("DROP INDEX outbox_pending")
+    await tx.execute(
+        "CREATE INDEX outbox_pending ON outbox (priority DESC, id)"
+        " WHERE sent_at IS NULL AND failed_at IS NULL"
+    )
+    await tx.execute(
+        "CREATE INDEX outbox_pending_by_room ON outbox (room_id, id)"
+        " WHERE sent_at IS NULL AND failed_at IS NULL"
+    )
+
+
+MIGRATIONS: list[Migration] = [_v1_initial_schema, _v2_outbox_priority]
 LATEST_VERSION = len(MIGRATIONS)
 
 

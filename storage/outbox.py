@@ -28,6 +28,11 @@ def transaction_id(*parts: str) -> str:
     return f"pw{digest}"
 
 
+# Items are sent in priority order, then in the order they were queued.
+INTERACTIVE = 0  # replies and notices caused by what someone just did
+BACKGROUND = -10  # scheduled work (prompts, reminders, lapses) that may wait behind replies
+
+
 class OutboxRepository:
     def __init__(self, tx: Transaction) -> None:
         self._tx = tx
@@ -39,27 +44,45 @@ class OutboxRepository:
         content: Mapping[str, Any],
         *,
         event_type: str = "m.room.message",
+        priority: int = INTERACTIVE,
     ) -> bool:
         """Queue a room event (encrypted on sending when the room is encrypted)."""
         return await self.enqueue(
-            txn_id, room_id, "message", {"type": event_type, "content": dict(content)}
+            txn_id,
+            room_id,
+            "message",
+            {"type": event_type, "content": dict(content)},
+            priority=priority,
         )
 
     async def enqueue(
-        self, txn_id: str, room_id: str, kind: str, payload: Mapping[str, Any]
+        self,
+        txn_id: str,
+        room_id: str,
+        kind: str,
+        payload: Mapping[str, Any],
+        *,
+        priority: int = INTERACTIVE,
     ) -> bool:
         """Queue an item; True if new, False if this txn_id was already queued (or sent)."""
         if not txn_id:
             raise ValueError("an outbox item needs a transaction id")
         changed = await self._tx.execute(
-            "INSERT OR IGNORE INTO outbox (txn_id, room_id, kind, payload, created_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (txn_id, room_id, kind, encode_json_object(payload), encode_time(self._tx.now())),
+            "INSERT OR IGNORE INTO outbox (txn_id, room_id, kind, payload, created_at, priority)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                txn_id,
+                room_id,
+                kind,
+                encode_json_object(payload),
+                encode_time(self._tx.now()),
+                priority,
+            ),
         )
         return changed > 0
 
     async def due(self, limit: int = 50) -> list[OutboxItem]:
-        """Pending items whose retry time has come, oldest first.
+        """Pending items whose retry time has come, highest priority first, then oldest first.
 
         An item waits while an older pending item in the same room is still backing off, so
         messages in one room go out in the order they were queued.
@@ -72,7 +95,7 @@ class OutboxRepository:
             "   WHERE earlier.room_id = item.room_id AND earlier.id < item.id"
             "   AND earlier.sent_at IS NULL AND earlier.failed_at IS NULL"
             "   AND earlier.next_attempt_at > :now)"
-            " ORDER BY id LIMIT :limit",
+            " ORDER BY priority DESC, id LIMIT :limit",
             {"now": now, "limit": limit},
         )
         return [OutboxItem.from_row(row) for row in rows]

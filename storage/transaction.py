@@ -65,9 +65,10 @@ class Transaction:
 
     async def fetchone(self, sql: str, params: Params = ()) -> aiosqlite.Row | None:
         self._check_open()
-        # The cursor is closed at once so no half-read statement outlives this call.
-        async with self._connection.execute(sql, params) as cursor:
-            return await cursor.fetchone()
+        # One trip to the database thread instead of three (execute, fetch, close); callers
+        # ask for at most one row by id or unique key, so reading them all costs nothing.
+        rows = await self._connection.execute_fetchall(sql, params)
+        return next(iter(rows), None)
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[aiosqlite.Row]:
         self._check_open()

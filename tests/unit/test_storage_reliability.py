@@ -417,3 +417,38 @@ async def test_audit_recent_and_count(db: Database) -> None:
         assert await tx.audit.count() == 5
         assert await tx.audit.count("whois") == 2
         assert await tx.audit.count("purge") == 0
+
+
+async def test_replies_go_before_queued_background_work(db: Database) -> None:
+    from storage import BACKGROUND
+
+    async with db.transaction() as tx:
+        for index in range(3):
+            await tx.outbox.enqueue(f"prompt-{index}", "!a:x", "message", {}, priority=BACKGROUND)
+        await tx.outbox.enqueue("reply", "!b:x", "message", {})
+        order = [item.txn_id for item in await tx.outbox.due(10)]
+    assert order == ["reply", "prompt-0", "prompt-1", "prompt-2"]
+
+
+async def test_version_one_outbox_rows_survive_the_priority_migration(tmp_path: Path) -> None:
+    from storage import LATEST_VERSION
+    from storage.migrations import _SCHEMA_V1
+
+    path = tmp_path / "old.db"
+    # A database as the first release left it: the version 1 schema and a pending item.
+    with sqlite3.connect(path) as conn:
+        for statement in _SCHEMA_V1:
+            conn.execute(statement)
+        conn.execute("PRAGMA user_version = 1")
+        conn.execute(
+            "INSERT INTO outbox (txn_id, room_id, kind, payload, created_at)"
+            " VALUES ('old', '!a:x', 'message', '{}', '2026-01-01T00:00:00.000000+00:00')"
+        )
+    upgraded = await Database.open(path)
+    try:
+        assert upgraded.schema_version == LATEST_VERSION
+        async with upgraded.transaction() as tx:
+            await tx.outbox.enqueue("new", "!b:x", "message", {})
+            assert [item.txn_id for item in await tx.outbox.due(10)] == ["old", "new"]
+    finally:
+        await upgraded.close()
