@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from bot.devserver import LocalSynapse, SynapseError
+from bot.files import write_private
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +41,6 @@ class DemoSecrets:
     pickle_key: str
 
 
-def _write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    path.chmod(0o600)
-
-
 def load_or_create_secrets(path: Path) -> DemoSecrets:
     """Read the demo's secrets, generating any that are missing (file mode 0600)."""
     stored: dict[str, str] = {}
@@ -57,7 +51,7 @@ def load_or_create_secrets(path: Path) -> DemoSecrets:
         for name in ("bot_password", "demo_password", "pickle_key")
     }
     if values != stored:
-        _write_private(path, json.dumps(values, indent=2, sort_keys=True) + "\n")
+        write_private(path, json.dumps(values, indent=2, sort_keys=True) + "\n")
     path.chmod(0o600)
     return DemoSecrets(**values)
 
@@ -82,7 +76,7 @@ def bot_config(base_url: str, demo_secrets: DemoSecrets) -> dict[str, object]:
 
 
 def write_bot_config(path: Path, config: dict[str, object]) -> None:
-    _write_private(
+    write_private(
         path,
         "# Written by `make run` (bot/demo.py) on every start; edits are lost.\n"
         + yaml.safe_dump(config, sort_keys=False),

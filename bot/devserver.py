@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
-import os
 import secrets
 import signal
 import socket
@@ -21,6 +20,8 @@ from typing import Any
 
 import aiohttp
 import yaml
+
+from bot.files import write_private
 
 HOMESERVER_CONFIG = "homeserver.yaml"
 OVERRIDES_CONFIG = "overrides.yaml"
@@ -63,6 +64,7 @@ RELAXED_RATE_LIMITS: dict[str, Any] = {
 }
 
 
+
 class SynapseError(RuntimeError):
     """Synapse could not be started, or refused an admin request."""
 
@@ -88,21 +90,13 @@ def _tail(path: Path, lines: int = 40) -> str:
     return "".join(text.splitlines(keepends=True)[-lines:])
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Write a file only its owner can read (it may hold a secret)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    path.chmod(0o600)
-
-
 def _load_or_create_secret(path: Path) -> str:
     if path.exists():
         secret = path.read_text(encoding="utf-8").strip()
         if secret:
             return secret
     secret = secrets.token_urlsafe(32)
-    _write_private(path, secret + "\n")
+    write_private(path, secret + "\n")
     return secret
 
 
@@ -270,8 +264,8 @@ class LocalSynapse:
         }
 
     def _write_overrides(self) -> None:
-        _write_private(self.data_dir / LOG_CONFIG, yaml.safe_dump(self._log_config()))
-        _write_private(
+        write_private(self.data_dir / LOG_CONFIG, yaml.safe_dump(self._log_config()))
+        write_private(
             self.data_dir / OVERRIDES_CONFIG,
             "# Written by Patchwork's LocalSynapse on every start; edits are lost.\n"
             + yaml.safe_dump(self.overrides(), sort_keys=True),

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 from pathlib import Path
 
 from nio import (
@@ -21,6 +20,7 @@ from nio import (
 
 from bot.config import Config
 from bot.crosssigning import ensure_cross_signed
+from bot.files import write_private
 
 log = logging.getLogger(__name__)
 
@@ -31,17 +31,6 @@ E2EE_STORE_DIR = "e2ee"
 
 class LoginError(Exception):
     """The bot could not log in; the message says what the operator should check."""
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write a file only the bot's user can read, replacing it atomically."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def _read_session(path: Path) -> dict[str, str] | None:
@@ -128,7 +117,7 @@ async def _login(client: AsyncClient, config: Config, session_path: Path) -> Non
             f"the homeserver gave device {response.device_id}, expected {device_id}"
         )
     await asyncio.to_thread(
-        _write_private,
+        write_private,
         session_path,
         json.dumps(
             {"user_id": user_id, "device_id": device_id, "access_token": response.access_token}
