@@ -100,6 +100,11 @@ async def test_a_full_team_story(
             room_id, sender=bot.user_id, predicate=lambda n, p=person: "joined" in n.body
             and p.user_id in str(n.source["content"].get("m.mentions"))
         )
+        welcome = await person.wait_for_notice(
+            room_id, sender=bot.user_id, predicate=lambda n, p=person: "!role" in n.body
+            and p.user_id in str(n.source["content"].get("m.mentions"))
+        )
+        assert "!contact share" in welcome.body, "a newcomer is asked whether to share"
 
     await youth.ask(room_id, "!role Youth worker", bot=bot.user_id)
     await teacher.ask(room_id, "!contact set phone 01234 567890", bot=bot.user_id)
