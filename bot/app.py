@@ -47,6 +47,7 @@ def team_policy(config: Config, bot_user_id: str) -> TeamPolicy:
         admins=frozenset(config.policy.admins),
         family_creators=config.policy.family_creators,
         prompt_interval=config.prompts.interval,
+        timezone=config.prompts.working_schedule.timezone,
     )
 
 

@@ -22,6 +22,7 @@ from commands.reply import Markup, blocks, bullet_list, code, paragraph, user
 from rooms.actions import kick_user, post_notice
 from rooms.family_room import governance_gaps
 from rooms.policy import TeamPolicy, server_of
+from rooms.prompts import add_interval
 from storage import EndReason, Family, Involvement, Membership, Transaction
 
 PRESENT: frozenset[str] = frozenset({"invite", "join"})
@@ -244,7 +245,7 @@ async def schedule_first_prompt(
         and involvement.next_prompt_at is None
     ):
         return await tx.involvements.set_next_prompt(
-            involvement.id, tx.now() + policy.prompt_interval
+            involvement.id, add_interval(tx.now(), policy.prompt_interval, policy.timezone)
         )
     return involvement
 

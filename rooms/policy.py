@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, timedelta, tzinfo
 from typing import Literal
 
 FamilyCreators = Literal["anyone", "admins"]
@@ -35,6 +35,8 @@ class TeamPolicy:
     admins: frozenset[str]
     family_creators: FamilyCreators
     prompt_interval: timedelta
+    # The operator's timezone: "every 8 weeks" keeps the local time of day across clock changes.
+    timezone: tzinfo = UTC
 
     def __post_init__(self) -> None:
         # Server names compare case-insensitively; normalise once instead of at every check.

@@ -216,3 +216,19 @@ async def test_the_lead_leaving_is_pointed_out(db: Database) -> None:
     body = notices(await outbox(db))[-1]
     assert body.startswith("Lee Lead left the team.")
     assert "!lead @user:server" in body
+
+
+async def test_first_prompt_keeps_the_local_time_across_a_clock_change(db: Database) -> None:
+    from dataclasses import replace
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    london = replace(POLICY, timezone=ZoneInfo("Europe/London"))
+    family = await active_family(db)
+    await member(db, TEACHER, "invite", sender=LEAD, policy=london)
+    await member(db, TEACHER, "join", policy=london)  # 10:30 GMT on Monday 2 March 2026
+    async with db.read() as tx:
+        joined = await tx.involvements.get(family.id, TEACHER)
+    assert joined is not None
+    # Eight weeks on the clocks are on summer time: still 10:30 in London, so 09:30 UTC.
+    assert joined.next_prompt_at == datetime(2026, 4, 27, 9, 30, tzinfo=UTC)
