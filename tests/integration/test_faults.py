@@ -57,7 +57,11 @@ async def test_rate_limited_replies_are_waited_out_and_sent_once(
 
     counts = reply_counts(alice.notices(room_id, bot.user_id))
     assert [counts[event_id] for event_id in burst] == [1] * len(burst)
-    assert "429" in bot.log_tail(400), "the burst must actually have hit the rate limit"
+    limited = bot.log_tail(400).count("Got 429 response")
+    assert limited >= 1, "the burst must actually have hit the rate limit"
+    # Sends are one at a time and each 429 is waited out for as long as Synapse asks, so there
+    # is no storm of retries: fewer refusals than replies.
+    assert limited <= len(burst), f"{limited} rate-limit refusals for {len(burst)} replies"
 
 
 async def test_homeserver_outage_is_backed_off_and_survived(
