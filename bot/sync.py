@@ -90,6 +90,9 @@ class SyncLoop:
                 await self.process(response, initial=token is None)
             except Exception:
                 log.exception("processing a sync response failed; it will be replayed")
+                # nio skips a response whose token it has already seen; forget it so the
+                # replay is decrypted and applied to nio's room state again.
+                self._client.next_batch = token
                 await self._backoff.wait(stop)
                 continue
             token = response.next_batch
