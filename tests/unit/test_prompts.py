@@ -5,19 +5,14 @@ prompt's event and adds the two reactions, once, even when a send is replayed.""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 from nio import RoomKickResponse, RoomSendResponse
 
 from bot.outbox import OutboxSender
-from bot.working_hours import WorkingHours
-from commands import build_registry
-from commands.context import CommandContext, RoomKind
-from commands.dispatcher import Dispatcher
-from commands.reply import Reply
+from commands.context import RoomKind
 from rooms.policy import TeamPolicy
 from rooms.prompts import (
     LAPSE_KICK_REASON,
@@ -37,30 +32,24 @@ from tests.unit.test_team_commands_support import (
     BOT,
     DM,
     LEAD,
+    LONDON,
     NURSE,
+    OFFICE,
     POLICY,
     ROOM,
+    SETTINGS,
     TEACHER,
     FakeClock,
-    FakeMatrix,
     active_family,
     audits,
     member,
-    new_event_id,
     outbox,
+    run,
+    say,
 )
 
 pytest_plugins = ("tests.unit.test_team_commands_support",)
 
-LONDON = ZoneInfo("Europe/London")
-OFFICE = WorkingHours.from_names(("MO", "TU", "WE", "TH", "FR"), time(9), time(17), LONDON)
-SETTINGS = PromptSettings(
-    interval=timedelta(weeks=8),
-    remind_after=timedelta(days=3),
-    lapse_after=timedelta(days=14),
-    remove_on_lapse=True,
-    schedule=OFFICE,
-)
 # The support module's clock starts on Monday 2 March 2026, 10:30 UTC (GMT); the team joins
 # then, so the first prompts fall due eight weeks on: Monday 27 April, 11:30 BST.
 DUE = datetime(2026, 4, 27, 10, 30, tzinfo=UTC)
@@ -95,40 +84,6 @@ class FakeClient:
     async def room_kick(self, room_id: str, user_id: str, reason: str | None) -> RoomKickResponse:
         self.kicks.append((room_id, user_id, reason))
         return RoomKickResponse()
-
-
-async def run(
-    db: Database,
-    body: str,
-    *,
-    sender: str,
-    room_kind: RoomKind = RoomKind.FAMILY,
-    room_id: str = ROOM,
-    event_id: str | None = None,
-) -> list[Reply]:
-    """One command through the real dispatcher, with the services the router hands over."""
-    registry = build_registry()
-    async with db.transaction() as tx:
-        ctx = CommandContext(
-            sender=sender,
-            room_id=room_id,
-            event_id=event_id or new_event_id(),
-            room_kind=room_kind,
-            tx=tx,
-            matrix=FakeMatrix(),
-            registry=registry,
-            services={"policy": POLICY, "prompts": SETTINGS},
-            is_admin=sender in POLICY.admins,
-        )
-        assert await Dispatcher(registry).handle(ctx, body)
-    return ctx.replies
-
-
-async def say(db: Database, body: str, **kwargs: Any) -> Reply:
-    """Exactly one reply expected."""
-    replies = await run(db, body, **kwargs)
-    assert len(replies) == 1, replies
-    return replies[0]
 
 
 async def do_sweep(

@@ -7,12 +7,14 @@ from __future__ import annotations
 import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from bot.working_hours import WorkingHours
 from commands import build_registry
 from commands.context import CommandContext, RoomKind
 from commands.dispatcher import Dispatcher
@@ -20,6 +22,7 @@ from commands.reply import Reply
 from rooms.family_room import on_room_created, request_family_room
 from rooms.membership import on_member_event
 from rooms.policy import TeamPolicy
+from rooms.prompts import PromptSettings
 from storage import AuditEntry, Database, Family, OutboxItem
 
 START = datetime(2026, 3, 2, 10, 30, tzinfo=UTC)
@@ -34,6 +37,16 @@ REF = "LDC-2026-0042"
 ROOM = "!team42:council.example"
 DM = "!dm:council.example"
 
+LONDON = ZoneInfo("Europe/London")
+OFFICE = WorkingHours.from_names(("MO", "TU", "WE", "TH", "FR"), time(9), time(17), LONDON)
+SETTINGS = PromptSettings(
+    interval=timedelta(weeks=8),
+    remind_after=timedelta(days=3),
+    lapse_after=timedelta(days=14),
+    remove_on_lapse=True,
+    schedule=OFFICE,
+)
+# Who may be on a team in these tests.
 POLICY = TeamPolicy(
     bot_user_id=BOT,
     allowed_servers=frozenset({"council.example", "school.example", "NHS.example"}),
@@ -120,7 +133,7 @@ async def run(
             tx=tx,
             matrix=matrix or FakeMatrix(),
             registry=registry,
-            services={"policy": policy},
+            services={"policy": policy, "prompts": SETTINGS},
             is_admin=sender in policy.admins,
         )
         assert await Dispatcher(registry).handle(ctx, body)
