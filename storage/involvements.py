@@ -19,8 +19,6 @@ if TYPE_CHECKING:
     from storage.transaction import Transaction
 
 _PRESENT: frozenset[str] = frozenset({"invite", "join"})
-_MANY_CHUNK = 500
-"""Ids per IN (...) statement, well under SQLite's limit on bound parameters."""
 _DEFAULT_END_REASON: dict[str, EndReason] = {"leave": "left", "ban": "removed"}
 
 
@@ -179,31 +177,19 @@ class InvolvementRepository:
 
     async def by_ids(self, involvement_ids: Iterable[int]) -> dict[int, Involvement]:
         """Several involvements in one query, by id (missing ids are left out)."""
-        wanted = sorted(set(involvement_ids))
-        found: dict[int, Involvement] = {}
-        for start in range(0, len(wanted), _MANY_CHUNK):
-            chunk = wanted[start : start + _MANY_CHUNK]
-            marks = ", ".join("?" * len(chunk))
-            rows = await self._tx.fetchall(
-                f"SELECT * FROM involvement WHERE id IN ({marks})",  # noqa: S608
-                chunk,
-            )
-            found.update((int(row["id"]), Involvement.from_row(row)) for row in rows)
-        return found
+        rows = await self._tx.fetchall_in(
+            "SELECT * FROM involvement WHERE id IN ({in_list})", involvement_ids
+        )
+        return {int(row["id"]): Involvement.from_row(row) for row in rows}
 
     async def clear_next_prompts(self, involvement_ids: Sequence[int]) -> int:
         """No next prompt for these involvements (their prompt is open); one statement."""
-        changed = 0
-        now = encode_time(self._tx.now())
-        for start in range(0, len(involvement_ids), _MANY_CHUNK):
-            chunk = list(involvement_ids[start : start + _MANY_CHUNK])
-            marks = ", ".join("?" * len(chunk))
-            changed += await self._tx.execute(
-                f"UPDATE involvement SET next_prompt_at = NULL, updated_at = ?"  # noqa: S608
-                f" WHERE id IN ({marks})",
-                (now, *chunk),
-            )
-        return changed
+        return await self._tx.execute_in(
+            "UPDATE involvement SET next_prompt_at = NULL, updated_at = ?"
+            " WHERE id IN ({in_list})",
+            involvement_ids,
+            leading=(encode_time(self._tx.now()),),
+        )
 
     async def end(self, involvement_id: int, reason: EndReason) -> bool:
         """End an active involvement; False if it had already ended (its reason is kept)."""

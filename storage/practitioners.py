@@ -17,8 +17,6 @@ from storage.models import Practitioner
 if TYPE_CHECKING:
     from storage.transaction import Transaction
 
-_MANY_CHUNK = 500
-"""Ids per IN (...) query, well under SQLite's limit on bound parameters."""
 
 CONTACT_FIELDS: frozenset[str] = frozenset(
     {"display_name", "organisation", "job_title", "phone", "email"}
@@ -92,17 +90,10 @@ class PractitionerRepository:
 
     async def many(self, user_ids: Iterable[str]) -> dict[str, Practitioner]:
         """Several practitioners in one query (those with no row are left out)."""
-        wanted = sorted(set(user_ids))
-        found: dict[str, Practitioner] = {}
-        for start in range(0, len(wanted), _MANY_CHUNK):
-            chunk = wanted[start : start + _MANY_CHUNK]
-            marks = ", ".join("?" * len(chunk))
-            rows = await self._tx.fetchall(
-                f"SELECT * FROM practitioner WHERE user_id IN ({marks})",  # noqa: S608
-                chunk,
-            )
-            found.update((row["user_id"], Practitioner.from_row(row)) for row in rows)
-        return found
+        rows = await self._tx.fetchall_in(
+            "SELECT * FROM practitioner WHERE user_id IN ({in_list})", user_ids
+        )
+        return {row["user_id"]: Practitioner.from_row(row) for row in rows}
 
     async def _require(self, user_id: str) -> Practitioner:
         practitioner = await self.get(user_id)

@@ -134,12 +134,10 @@ class PromptRepository:
 
     async def mark_reminded_many(self, prompt_ids: Sequence[int]) -> int:
         """`mark_reminded` for a batch, in one statement, without reading the rows back."""
-        if not prompt_ids:
-            return 0
-        marks = ", ".join("?" * len(prompt_ids))
-        return await self._tx.execute(
-            f"UPDATE prompt SET reminded_at = ? WHERE id IN ({marks})",  # noqa: S608
-            (encode_time(self._tx.now()), *prompt_ids),
+        return await self._tx.execute_in(
+            "UPDATE prompt SET reminded_at = ? WHERE id IN ({in_list})",
+            prompt_ids,
+            leading=(encode_time(self._tx.now()),),
         )
 
     async def answer(self, prompt_id: int, answer: PromptAnswer) -> bool:

@@ -7,7 +7,7 @@ together (an event's effects, its inbox row and the sync token, for example).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
@@ -24,6 +24,9 @@ from storage.prompts import PromptRepository
 from storage.sync_state import SyncStateRepository
 
 Params = Sequence[Any] | Mapping[str, Any]
+
+IN_LIST_CHUNK = 500
+"""Values per `IN (...)` list, well under SQLite's limit on bound parameters."""
 
 
 class Transaction:
@@ -63,6 +66,25 @@ class Transaction:
             return None
         return cursor.lastrowid
 
+    async def fetchall_in(
+        self, sql: str, values: Iterable[Any], leading: Sequence[Any] = ()
+    ) -> list[aiosqlite.Row]:
+        """Rows for `sql` whose `{in_list}` is filled with `values`, in chunks (duplicates and
+        order dropped); `leading` are parameters that come before the list."""
+        rows: list[aiosqlite.Row] = []
+        for chunk, statement in _in_list_chunks(sql, values):
+            rows.extend(await self.fetchall(statement, (*leading, *chunk)))
+        return rows
+
+    async def execute_in(
+        self, sql: str, values: Iterable[Any], leading: Sequence[Any] = ()
+    ) -> int:
+        """Run `sql` for every chunk of `values` filling its `{in_list}`; rows changed."""
+        changed = 0
+        for chunk, statement in _in_list_chunks(sql, values):
+            changed += await self.execute(statement, (*leading, *chunk))
+        return changed
+
     async def fetchone(self, sql: str, params: Params = ()) -> aiosqlite.Row | None:
         self._check_open()
         # One trip to the database thread instead of three (execute, fetch, close); callers
@@ -95,3 +117,10 @@ class Transaction:
     def _check_open(self) -> None:
         if self._finished:
             raise RuntimeError("this transaction has already ended; open a new one")
+
+
+def _in_list_chunks(sql: str, values: Iterable[Any]) -> Iterable[tuple[list[Any], str]]:
+    wanted = sorted(set(values))
+    for start in range(0, len(wanted), IN_LIST_CHUNK):
+        chunk = wanted[start : start + IN_LIST_CHUNK]
+        yield chunk, sql.format(in_list=", ".join("?" * len(chunk)))
