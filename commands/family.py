@@ -101,20 +101,13 @@ def _progress(before: Family, after: Family, prefix: str) -> list[Markup]:
 async def family_basis(ctx: CommandContext, basis: Basis, note: Rest[str] | None = None) -> None:
     tx = transaction(ctx)
     family = await _open_family(ctx)
-    updated = await tx.families.record_basis(
-        family.id, basis, ctx.sender, note
-    )
-    await tx.audit.append(
-        ctx.sender,
-        "family_basis",
-        family_id=family.id,
-        detail={"basis": basis, "note": note is not None},
-    )
-    ctx.reply(
-        blocks(
-            paragraph(f"Recorded the lawful basis for {family.reference}: {BASIS_NAMES[basis]}."),
-            *_progress(family, updated, ctx.prefix),
-        )
+    updated = await tx.families.record_basis(family.id, basis, ctx.sender, note)
+    await _recorded(
+        ctx,
+        family,
+        updated,
+        ("family_basis", {"basis": basis, "note": note is not None}),
+        f"Recorded the lawful basis for {family.reference}: {BASIS_NAMES[basis]}.",
     )
 
 
@@ -131,17 +124,12 @@ async def family_informed(ctx: CommandContext, note: Rest[str] | None = None) ->
     tx = transaction(ctx)
     family = await _open_family(ctx)
     updated = await tx.families.record_informed(family.id, note=note)
-    await tx.audit.append(
-        ctx.sender,
-        "family_informed",
-        family_id=family.id,
-        detail={"informed": True, "note": note is not None},
-    )
-    ctx.reply(
-        blocks(
-            paragraph(f"Recorded that the family for {family.reference} was told about this team."),
-            *_progress(family, updated, ctx.prefix),
-        )
+    await _recorded(
+        ctx,
+        family,
+        updated,
+        ("family_informed", {"informed": True, "note": note is not None}),
+        f"Recorded that the family for {family.reference} was told about this team.",
     )
 
 
@@ -158,18 +146,26 @@ async def family_unsafe(ctx: CommandContext, reason: Rest[str]) -> None:
     tx = transaction(ctx)
     family = await _open_family(ctx)
     updated = await tx.families.record_informed(family.id, not_informed_reason=reason)
-    await tx.audit.append(
-        ctx.sender, "family_informed", family_id=family.id, detail={"informed": False}
+    await _recorded(
+        ctx,
+        family,
+        updated,
+        ("family_informed", {"informed": False}),
+        f"Recorded why the family for {family.reference} is not being told about this team.",
     )
-    ctx.reply(
-        blocks(
-            paragraph(
-                f"Recorded why the family for {family.reference} is not being told about "
-                "this team."
-            ),
-            *_progress(family, updated, ctx.prefix),
-        )
-    )
+
+
+async def _recorded(
+    ctx: CommandContext,
+    family: Family,
+    updated: Family,
+    audit: tuple[str, dict[str, object]],
+    sentence: str,
+) -> None:
+    """Audit one governance record and tell the lead what is still missing, if anything."""
+    action, detail = audit
+    await transaction(ctx).audit.append(ctx.sender, action, family_id=family.id, detail=detail)
+    ctx.reply(blocks(paragraph(sentence), *_progress(family, updated, ctx.prefix)))
 
 
 FAMILY = subcommand_group(
