@@ -22,16 +22,14 @@ class ManualClock:
     def __init__(self, start: datetime) -> None:
         if start.tzinfo is None:
             raise ValueError("ManualClock needs an aware datetime")
-        self._now = start
+        self.current = start
 
     def __call__(self) -> datetime:
-        return self._now
+        return self.current
 
-    def advance(self, delta: timedelta) -> None:
-        self._now += delta
-
-    def set(self, moment: datetime) -> None:
-        self._now = moment
+    def advance(self, delta: timedelta | None = None, **parts: float) -> None:
+        """Move on by `delta`, or by keyword parts such as `days=3, hours=2`."""
+        self.current += (delta or timedelta()) + timedelta(**parts)
 
 
 CLOCK_FILE_ENV = "PATCHWORK_CLOCK_FILE"

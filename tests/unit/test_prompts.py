@@ -39,7 +39,7 @@ from tests.unit.test_team_commands_support import (
     ROOM,
     SETTINGS,
     TEACHER,
-    FakeClock,
+    ManualClock,
     active_family,
     audits,
     member,
@@ -130,7 +130,7 @@ def bodies(items: list[OutboxItem]) -> list[str]:
     return [str(item.payload["content"]["body"]) for item in messages(items)]
 
 
-async def prompted_team(db: Database, clock: FakeClock) -> tuple[Family, FakeClient]:
+async def prompted_team(db: Database, clock: ManualClock) -> tuple[Family, FakeClient]:
     """Lead and teacher on the team, their prompts due, sent and delivered."""
     family = await active_family(db, joined=(TEACHER,))
     clock.current = DUE + timedelta(minutes=5)
@@ -143,7 +143,7 @@ async def prompted_team(db: Database, clock: FakeClock) -> tuple[Family, FakeCli
 
 
 async def test_a_due_prompt_is_sent_once_and_mentions_the_practitioner(
-    db: Database, clock: FakeClock
+    db: Database, clock: ManualClock
 ) -> None:
     family = await active_family(db, joined=(TEACHER,))
     clock.current = DUE - timedelta(minutes=1)
@@ -178,7 +178,7 @@ async def test_a_due_prompt_is_sent_once_and_mentions_the_practitioner(
 
 
 async def test_sent_prompt_records_its_event_and_gets_both_reactions_once(
-    db: Database, clock: FakeClock
+    db: Database, clock: ManualClock
 ) -> None:
     await active_family(db, joined=(TEACHER,))
     clock.current = DUE
@@ -210,7 +210,7 @@ async def test_sent_prompt_records_its_event_and_gets_both_reactions_once(
 
 
 async def test_prompts_wait_for_working_hours_in_the_operators_zone(
-    db: Database, clock: FakeClock
+    db: Database, clock: ManualClock
 ) -> None:
     # The team joins on Saturday 6 June 2026, so the prompts fall due on Saturday 1 August.
     clock.current = london(2026, 6, 6, 10, 0)
@@ -230,7 +230,7 @@ async def test_prompts_wait_for_working_hours_in_the_operators_zone(
 
 
 async def test_practitioners_away_are_asked_when_they_are_back(
-    db: Database, clock: FakeClock
+    db: Database, clock: ManualClock
 ) -> None:
     family = await active_family(db, joined=(TEACHER,))
     reply = await say(db, "!contact away 6 May", sender=TEACHER, room_kind=RoomKind.DIRECT)
@@ -248,7 +248,7 @@ async def test_practitioners_away_are_asked_when_they_are_back(
 
 
 async def test_closed_families_and_invited_members_are_not_asked(
-    db: Database, clock: FakeClock
+    db: Database, clock: ManualClock
 ) -> None:
     family = await active_family(db, joined=(TEACHER,))
     async with db.transaction() as tx:
@@ -261,7 +261,7 @@ async def test_closed_families_and_invited_members_are_not_asked(
 
 
 async def test_many_due_prompts_go_out_in_batches_once_each(
-    db: Database, clock: FakeClock
+    db: Database, clock: ManualClock
 ) -> None:
     family = await active_family(db)
     people = [f"@worker{index:04d}:council.example" for index in range(450)]
@@ -295,7 +295,7 @@ async def test_many_due_prompts_go_out_in_batches_once_each(
 
 
 async def test_one_reminder_then_a_lapse_with_every_step_audited(
-    db: Database, clock: FakeClock
+    db: Database, clock: ManualClock
 ) -> None:
     family, _ = await prompted_team(db, clock)
     await say(db, "!confirm", sender=LEAD)
@@ -342,7 +342,7 @@ async def test_one_reminder_then_a_lapse_with_every_step_audited(
 
 
 async def test_nobody_lapses_without_a_reminder_and_its_full_notice(
-    db: Database, clock: FakeClock
+    db: Database, clock: ManualClock
 ) -> None:
     family, _ = await prompted_team(db, clock)
     sent = (await prompts(db))[0].sent_at
@@ -358,7 +358,7 @@ async def test_nobody_lapses_without_a_reminder_and_its_full_notice(
     assert (await involvement(db, family, LEAD)).end_reason == "lapsed"
 
 
-async def test_a_lapsed_lead_is_reported_to_the_admins(db: Database, clock: FakeClock) -> None:
+async def test_a_lapsed_lead_is_reported_to_the_admins(db: Database, clock: ManualClock) -> None:
     family, _ = await prompted_team(db, clock)
     await say(db, "!confirm", sender=TEACHER)
     sent = (await prompts(db))[0].sent_at
@@ -383,7 +383,7 @@ async def test_a_lapsed_lead_is_reported_to_the_admins(db: Database, clock: Fake
 
 
 async def test_lapsed_members_stay_in_the_room_when_the_operator_says_so(
-    db: Database, clock: FakeClock
+    db: Database, clock: ManualClock
 ) -> None:
     keep = PromptSettings(
         interval=SETTINGS.interval,
@@ -405,7 +405,7 @@ async def test_lapsed_members_stay_in_the_room_when_the_operator_says_so(
 
 
 async def test_reminders_and_lapses_wait_while_someone_is_away(
-    db: Database, clock: FakeClock
+    db: Database, clock: ManualClock
 ) -> None:
     family, _ = await prompted_team(db, clock)
     sent = (await prompts(db))[0].sent_at
@@ -421,7 +421,7 @@ async def test_reminders_and_lapses_wait_while_someone_is_away(
     assert (await do_sweep(db)).reminded == 1
 
 
-async def test_nothing_happens_outside_working_hours(db: Database, clock: FakeClock) -> None:
+async def test_nothing_happens_outside_working_hours(db: Database, clock: ManualClock) -> None:
     await prompted_team(db, clock)
     clock.current = london(2026, 5, 16, 12, 0)  # a Saturday, past every deadline
     report = await do_sweep(db)
@@ -451,7 +451,7 @@ async def prompt_of(db: Database, family: Family, user_id: str) -> Prompt:
     return next(prompt for prompt in await prompts(db) if prompt.involvement_id == row.id)
 
 
-async def test_a_tick_confirms_and_sets_the_next_prompt(db: Database, clock: FakeClock) -> None:
+async def test_a_tick_confirms_and_sets_the_next_prompt(db: Database, clock: ManualClock) -> None:
     family, _ = await prompted_team(db, clock)
     prompt = await prompt_of(db, family, TEACHER)
     clock.current = london(2026, 4, 28, 16, 30)  # Tuesday afternoon
@@ -480,7 +480,7 @@ async def test_a_tick_confirms_and_sets_the_next_prompt(db: Database, clock: Fak
 
 
 async def test_a_cross_ends_the_involvement_and_removes_them(
-    db: Database, clock: FakeClock
+    db: Database, clock: ManualClock
 ) -> None:
     family, _ = await prompted_team(db, clock)
     prompt = await prompt_of(db, family, TEACHER)
@@ -501,7 +501,7 @@ async def test_a_cross_ends_the_involvement_and_removes_them(
 
 
 async def test_confirm_command_answers_the_prompt_or_resets_the_clock(
-    db: Database, clock: FakeClock
+    db: Database, clock: ManualClock
 ) -> None:
     family, _ = await prompted_team(db, clock)
     clock.current = london(2026, 4, 29, 10, 0)
@@ -521,7 +521,7 @@ async def test_confirm_command_answers_the_prompt_or_resets_the_clock(
 
 
 async def test_leave_command_says_goodbye_before_removing_and_audits_the_reason(
-    db: Database, clock: FakeClock
+    db: Database, clock: ManualClock
 ) -> None:
     family, _ = await prompted_team(db, clock)
     before = len(await outbox(db))
@@ -547,7 +547,7 @@ async def test_leave_command_says_goodbye_before_removing_and_audits_the_reason(
 
 
 async def test_answers_need_an_active_team_member_in_a_family_room(
-    db: Database, clock: FakeClock
+    db: Database, clock: ManualClock
 ) -> None:
     await prompted_team(db, clock)
     assert "not on this family's team" in (await say(db, "!confirm", sender=NURSE)).body
@@ -556,7 +556,7 @@ async def test_answers_need_an_active_team_member_in_a_family_room(
     assert "only works in a family room" in outside.body
 
 
-async def test_an_earlier_periods_question_is_not_chased(db: Database, clock: FakeClock) -> None:
+async def test_an_earlier_periods_question_is_not_chased(db: Database, clock: ManualClock) -> None:
     family, _ = await prompted_team(db, clock)
     # The teacher walks out of the room without answering, and is invited back later.
     await member(db, TEACHER, "leave")

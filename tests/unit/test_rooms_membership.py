@@ -15,7 +15,7 @@ from tests.unit.test_team_commands_support import (
     POLICY,
     START,
     TEACHER,
-    FakeClock,
+    ManualClock,
     active_family,
     audits,
     member,
@@ -29,7 +29,7 @@ pytest_plugins = ("tests.unit.test_team_commands_support",)
 
 
 async def test_invite_join_leave_is_mirrored_with_one_audit_row_each(
-    db: Database, clock: FakeClock
+    db: Database, clock: ManualClock
 ) -> None:
     family = await active_family(db)
     before = len(await outbox(db))

@@ -14,7 +14,7 @@ from tests.unit.test_team_commands_support import (
     ROOM,
     TEACHER,
     WORKER,
-    FakeClock,
+    ManualClock,
     active_family,
     audits,
     member,
@@ -35,7 +35,7 @@ async def reconcile(db: Database, members: dict[str, str]) -> list[RosterChange]
 
 
 async def test_leaves_kicks_and_joins_while_down_are_found_once(
-    db: Database, clock: FakeClock
+    db: Database, clock: ManualClock
 ) -> None:
     family = await active_family(db, joined=(TEACHER, NURSE))
     await member(db, WORKER, "invite", sender=LEAD)

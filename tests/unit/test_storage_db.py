@@ -7,11 +7,12 @@ import os
 import sqlite3
 import stat
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from bot.clock import ManualClock
 from storage import LATEST_VERSION, MIGRATIONS, Database, DatabaseTooNewError, Transaction
 from storage.migrations import run_migrations
 
@@ -31,17 +32,6 @@ EXPECTED_TABLES = {
 }
 
 
-class FakeClock:
-    def __init__(self, start: datetime = START) -> None:
-        self.current = start
-
-    def __call__(self) -> datetime:
-        return self.current
-
-    def advance(self, **delta: float) -> None:
-        self.current += timedelta(**delta)
-
-
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "data" / "patchwork.sqlite3"
@@ -49,7 +39,7 @@ def db_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def db(db_path: Path) -> AsyncIterator[Database]:
-    database = await Database.open(db_path, clock=FakeClock())
+    database = await Database.open(db_path, clock=ManualClock(START))
     yield database
     await database.close()
 

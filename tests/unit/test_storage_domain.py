@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.clock import ManualClock
 from storage import ConflictError, Database, Family, NotFoundError, Transaction
 
 START = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
@@ -18,24 +19,13 @@ TEACHER = "@teacher:school.example"
 NURSE = "@nurse:nhs.example"
 
 
-class FakeClock:
-    def __init__(self, start: datetime = START) -> None:
-        self.current = start
-
-    def __call__(self) -> datetime:
-        return self.current
-
-    def advance(self, **delta: float) -> None:
-        self.current += timedelta(**delta)
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(START)
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def db(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Database]:
+async def db(tmp_path: Path, clock: ManualClock) -> AsyncIterator[Database]:
     database = await Database.open(tmp_path / "patchwork.sqlite3", clock=clock)
     yield database
     await database.close()
@@ -49,7 +39,7 @@ async def new_family(tx: Transaction, reference: str = "LDC-2026-0042") -> Famil
 
 
 async def test_ensure_creates_once_and_does_not_share_by_default(
-    db: Database, clock: FakeClock
+    db: Database, clock: ManualClock
 ) -> None:
     async with db.transaction() as tx:
         assert await tx.practitioners.get(TEACHER) is None
@@ -63,7 +53,7 @@ async def test_ensure_creates_once_and_does_not_share_by_default(
     assert created.created_at == created.updated_at == START
 
 
-async def test_update_contact_sets_known_fields_only(db: Database, clock: FakeClock) -> None:
+async def test_update_contact_sets_known_fields_only(db: Database, clock: ManualClock) -> None:
     async with db.transaction() as tx:
         await tx.practitioners.ensure(TEACHER)
         clock.advance(minutes=1)
@@ -84,7 +74,7 @@ async def test_update_contact_sets_known_fields_only(db: Database, clock: FakeCl
 
 
 async def test_share_contact_consent_time_changes_only_with_the_answer(
-    db: Database, clock: FakeClock
+    db: Database, clock: ManualClock
 ) -> None:
     async with db.transaction() as tx:
         await tx.practitioners.ensure(NURSE)
@@ -170,7 +160,7 @@ async def test_a_family_is_active_once_it_has_a_basis_and_was_informed(db: Datab
     assert recorded.basis_note == "s.17 CA 1989"
 
 
-async def test_family_informed_or_reason_not_to(db: Database, clock: FakeClock) -> None:
+async def test_family_informed_or_reason_not_to(db: Database, clock: ManualClock) -> None:
     async with db.transaction() as tx:
         family = await new_family(tx)
         unsafe = await tx.families.record_informed(
@@ -214,7 +204,7 @@ async def test_closed_families_are_not_open(db: Database) -> None:
 # --- involvements -----------------------------------------------------------------------------
 
 
-async def test_membership_changes_are_mirrored(db: Database, clock: FakeClock) -> None:
+async def test_membership_changes_are_mirrored(db: Database, clock: ManualClock) -> None:
     async with db.transaction() as tx:
         family = await new_family(tx)
         invited, changed = await tx.involvements.upsert_membership(
@@ -352,7 +342,7 @@ async def test_a_family_has_one_lead(db: Database) -> None:
             await tx.involvements.set_lead(family.id, NURSE)
 
 
-async def test_confirm_and_due_for_prompt(db: Database, clock: FakeClock) -> None:
+async def test_confirm_and_due_for_prompt(db: Database, clock: ManualClock) -> None:
     async with db.transaction() as tx:
         family = await new_family(tx)
         lead, _ = await tx.involvements.upsert_membership(family.id, LEAD, "join")
@@ -381,7 +371,7 @@ async def test_confirm_and_due_for_prompt(db: Database, clock: FakeClock) -> Non
 # --- prompts ----------------------------------------------------------------------------------
 
 
-async def test_one_prompt_per_due_date(db: Database, clock: FakeClock) -> None:
+async def test_one_prompt_per_due_date(db: Database, clock: ManualClock) -> None:
     due = START + timedelta(days=90)
     async with db.transaction() as tx:
         family = await new_family(tx)
@@ -398,7 +388,7 @@ async def test_one_prompt_per_due_date(db: Database, clock: FakeClock) -> None:
     assert count[0] == 2
 
 
-async def test_prompt_lifecycle(db: Database, clock: FakeClock) -> None:
+async def test_prompt_lifecycle(db: Database, clock: ManualClock) -> None:
     async with db.transaction() as tx:
         family = await new_family(tx)
         involvement, _ = await tx.involvements.upsert_membership(family.id, TEACHER, "join")

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import storage.audit
+from bot.clock import ManualClock
 from storage import GENESIS_HASH, Database, NotFoundError
 
 START = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
@@ -20,20 +21,9 @@ ROOM_A = "!alpha:example.org"
 ROOM_B = "!bravo:example.org"
 
 
-class FakeClock:
-    def __init__(self, start: datetime = START) -> None:
-        self.current = start
-
-    def __call__(self) -> datetime:
-        return self.current
-
-    def advance(self, **delta: float) -> None:
-        self.current += timedelta(**delta)
-
-
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> ManualClock:
+    return ManualClock(START)
 
 
 @pytest.fixture
@@ -42,7 +32,7 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def db(db_path: Path, clock: FakeClock) -> AsyncIterator[Database]:
+async def db(db_path: Path, clock: ManualClock) -> AsyncIterator[Database]:
     database = await Database.open(db_path, clock=clock)
     yield database
     await database.close()
@@ -67,7 +57,7 @@ async def test_next_batch_round_trips_and_survives_reopen(db: Database, db_path:
         await reopened.close()
 
 
-async def test_inbox_marks_each_event_once(db: Database, clock: FakeClock) -> None:
+async def test_inbox_marks_each_event_once(db: Database, clock: ManualClock) -> None:
     async with db.transaction() as tx:
         assert not await tx.sync.is_processed("$e1")
         assert await tx.sync.mark_processed("$e1", ROOM_A) is True
@@ -90,7 +80,7 @@ async def test_room_flags_are_set_once_per_room(db: Database) -> None:
         assert not await tx.sync.has_flag(ROOM_A, "other_flag")
 
 
-async def test_undecrypted_events_lifecycle(db: Database, clock: FakeClock) -> None:
+async def test_undecrypted_events_lifecycle(db: Database, clock: ManualClock) -> None:
     event = {"type": "m.room.encrypted", "content": {"session_id": "S1", "body": "é"}}
     async with db.transaction() as tx:
         assert await tx.sync.add_undecrypted("$z-late", ROOM_A, "@bob:x", "S1", event) is True
@@ -153,7 +143,7 @@ async def test_due_returns_items_in_queue_order_up_to_limit(db: Database) -> Non
         assert [item.txn_id for item in await tx.outbox.due(limit=2)] == ["c", "a"]
 
 
-async def test_retry_waits_until_its_time(db: Database, clock: FakeClock) -> None:
+async def test_retry_waits_until_its_time(db: Database, clock: ManualClock) -> None:
     async with db.transaction() as tx:
         await tx.outbox.enqueue("t1", ROOM_A, "notice", {})
         [item] = await tx.outbox.due()
@@ -180,7 +170,7 @@ async def test_retry_waits_until_its_time(db: Database, clock: FakeClock) -> Non
 
 
 async def test_retry_time_in_another_timezone_is_compared_as_utc(
-    db: Database, clock: FakeClock
+    db: Database, clock: ManualClock
 ) -> None:
     plus_five = timezone(timedelta(hours=5))
     async with db.transaction() as tx:
@@ -197,7 +187,7 @@ async def test_retry_time_in_another_timezone_is_compared_as_utc(
 
 
 async def test_backing_off_item_holds_back_later_items_in_its_room_only(
-    db: Database, clock: FakeClock
+    db: Database, clock: ManualClock
 ) -> None:
     async with db.transaction() as tx:
         await tx.outbox.enqueue("a1", ROOM_A, "invite", {})
@@ -212,7 +202,7 @@ async def test_backing_off_item_holds_back_later_items_in_its_room_only(
         assert [item.txn_id for item in await tx.outbox.due()] == ["a1", "a2", "b1"]
 
 
-async def test_mark_sent_records_result_and_time(db: Database, clock: FakeClock) -> None:
+async def test_mark_sent_records_result_and_time(db: Database, clock: ManualClock) -> None:
     async with db.transaction() as tx:
         await tx.outbox.enqueue("t1", ROOM_A, "notice", {})
         await tx.outbox.enqueue("t2", ROOM_A, "notice", {})
@@ -229,7 +219,7 @@ async def test_mark_sent_records_result_and_time(db: Database, clock: FakeClock)
     assert not sent.is_pending
 
 
-async def test_mark_failed_takes_item_out_for_good(db: Database, clock: FakeClock) -> None:
+async def test_mark_failed_takes_item_out_for_good(db: Database, clock: ManualClock) -> None:
     async with db.transaction() as tx:
         await tx.outbox.enqueue("t1", ROOM_A, "invite", {"user_id": "@x:evil.example"})
         [item] = await tx.outbox.due()
@@ -247,7 +237,7 @@ async def test_mark_failed_takes_item_out_for_good(db: Database, clock: FakeCloc
 
 
 async def test_next_attempt_time_is_the_earliest_pending_due_time(
-    db: Database, clock: FakeClock
+    db: Database, clock: ManualClock
 ) -> None:
     async with db.transaction() as tx:
         assert await tx.outbox.next_attempt_time() is None
@@ -307,7 +297,7 @@ async def make_family(db: Database, reference: str = "LDC-2026-0042") -> int:
     return family.id
 
 
-async def test_audit_rows_form_a_hash_chain(db: Database, clock: FakeClock) -> None:
+async def test_audit_rows_form_a_hash_chain(db: Database, clock: ManualClock) -> None:
     family_id = await make_family(db)
     async with db.transaction() as tx:
         first = await tx.audit.append("@alice:x", "whois", family_id=family_id)

@@ -13,7 +13,7 @@ from tests.unit.test_team_commands_support import (
     DM,
     START,
     TEACHER,
-    FakeClock,
+    ManualClock,
     active_family,
     audits,
     say,
@@ -78,7 +78,7 @@ async def test_contact_set_refuses_bad_values(db: Database, body: str, expected:
 
 
 async def test_sharing_consent_is_recorded_with_its_time(
-    db: Database, clock: FakeClock
+    db: Database, clock: ManualClock
 ) -> None:
     shown = await direct(db, "!contact")
     assert "not decided yet" in shown

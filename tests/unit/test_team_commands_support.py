@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from bot.clock import ManualClock
 from bot.working_hours import WorkingHours
 from commands import build_registry
 from commands.context import CommandContext, RoomKind
@@ -71,17 +72,6 @@ def new_event_id() -> str:
     return f"$event{next(_event_ids)}"
 
 
-class FakeClock:
-    def __init__(self, start: datetime = START) -> None:
-        self.current = start
-
-    def __call__(self) -> datetime:
-        return self.current
-
-    def advance(self, **delta: float) -> None:
-        self.current += timedelta(**delta)
-
-
 @dataclass
 class FakeMatrix:
     """Answers from dictionaries; every user in `display_names` exists."""
@@ -100,12 +90,12 @@ class FakeMatrix:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> ManualClock:
+    return ManualClock(START)
 
 
 @pytest.fixture
-async def db(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Database]:
+async def db(tmp_path: Path, clock: ManualClock) -> AsyncIterator[Database]:
     database = await Database.open(tmp_path / "patchwork.sqlite3", clock=clock)
     yield database
     await database.close()

@@ -13,7 +13,7 @@ from tests.unit.test_team_commands_support import (
     POLICY,
     TEACHER,
     WORKER,
-    FakeClock,
+    ManualClock,
     active_family,
     audits,
     member,
@@ -29,7 +29,7 @@ NURSE_EMAIL = "nina@nhs.example"
 WORKER_PHONE = "01632 960999"
 
 
-async def team(db: Database, clock: FakeClock) -> Family:
+async def team(db: Database, clock: ManualClock) -> Family:
     """Teacher shares, nurse does not, the worker shares but is a sensitive involvement."""
     family = await active_family(db, joined=(TEACHER, NURSE, WORKER))
     async with db.transaction() as tx:
@@ -63,7 +63,7 @@ def lines_about(body: str, name: str) -> list[str]:
 
 
 async def test_the_team_shows_contact_details_only_for_those_who_share(
-    db: Database, clock: FakeClock
+    db: Database, clock: ManualClock
 ) -> None:
     await team(db, clock)
     reply = await say(db, "!whois", sender=NURSE)
@@ -92,7 +92,7 @@ async def test_the_team_shows_contact_details_only_for_those_who_share(
 
 
 async def test_sensitive_members_are_seen_by_the_lead_admins_and_themselves(
-    db: Database, clock: FakeClock
+    db: Database, clock: ManualClock
 ) -> None:
     await team(db, clock)
     for viewer in (LEAD, ADMIN, WORKER):
@@ -107,7 +107,7 @@ async def test_sensitive_members_are_seen_by_the_lead_admins_and_themselves(
             assert "sensitive: hidden from ordinary look-ups" in worker_line
 
 
-async def test_one_card_by_name_role_or_user_id(db: Database, clock: FakeClock) -> None:
+async def test_one_card_by_name_role_or_user_id(db: Database, clock: ManualClock) -> None:
     await team(db, clock)
     by_role = (await say(db, "!whois health", sender=TEACHER)).body
     assert by_role.splitlines()[0] == "Nina Nurse"
@@ -123,7 +123,7 @@ async def test_one_card_by_name_role_or_user_id(db: Database, clock: FakeClock) 
     assert hidden.startswith("Nobody on this team matches `DV`.")
 
 
-async def test_several_matches_give_a_short_list(db: Database, clock: FakeClock) -> None:
+async def test_several_matches_give_a_short_list(db: Database, clock: ManualClock) -> None:
     await team(db, clock)
     body = (await say(db, "!whois e", sender=NURSE)).body
     assert body.startswith("3 people on this team match `e`:")
@@ -132,7 +132,7 @@ async def test_several_matches_give_a_short_list(db: Database, clock: FakeClock)
 
 
 async def test_every_look_up_is_audited_without_contact_data(
-    db: Database, clock: FakeClock
+    db: Database, clock: ManualClock
 ) -> None:
     family = await team(db, clock)
     await say(db, "!whois", sender=NURSE)
@@ -153,14 +153,14 @@ async def test_every_look_up_is_audited_without_contact_data(
         assert TEACHER_EMAIL not in text
 
 
-async def test_whois_works_only_in_a_family_room(db: Database, clock: FakeClock) -> None:
+async def test_whois_works_only_in_a_family_room(db: Database, clock: ManualClock) -> None:
     await team(db, clock)
     reply = await say(db, "!whois", sender=NURSE, room_id=DM, room_kind=RoomKind.DIRECT)
     assert reply.body == "`!whois` only works in a family room."
     assert await audits(db, "whois") == []
 
 
-async def test_invited_members_are_marked(db: Database, clock: FakeClock) -> None:
+async def test_invited_members_are_marked(db: Database, clock: ManualClock) -> None:
     await team(db, clock)
     await member(db, ADMIN, "invite", sender=LEAD)
     body = (await say(db, "!whois ada", sender=LEAD)).body
