@@ -25,6 +25,7 @@ from rooms.membership import on_member_event
 from rooms.policy import TeamPolicy
 from rooms.prompts import PromptSettings
 from storage import AuditEntry, Database, Family, OutboxItem
+from tests.unit import test_commands_support as commands_support
 
 START = datetime(2026, 3, 2, 10, 30, tzinfo=UTC)
 BOT = "@patchwork:council.example"
@@ -73,20 +74,10 @@ def new_event_id() -> str:
 
 
 @dataclass
-class FakeMatrix:
-    """Answers from dictionaries; every user in `display_names` exists."""
+class FakeMatrix(commands_support.FakeMatrix):
+    """The framework's fake gateway, where every practitioner of these tests exists."""
 
     display_names: dict[str, str] = field(default_factory=lambda: dict(NAMES))
-    members: dict[str, dict[str, str]] = field(default_factory=dict)
-
-    async def get_display_name(self, user_id: str) -> str | None:
-        return self.display_names.get(user_id)
-
-    async def user_exists(self, user_id: str) -> bool:
-        return user_id in self.display_names
-
-    async def room_members(self, room_id: str) -> dict[str, str]:
-        return dict(self.members.get(room_id, {}))
 
 
 @pytest.fixture
