@@ -22,8 +22,8 @@ from pathlib import Path
 from nio import Event
 
 from bot.devserver import LocalSynapse, free_port
-from tests.integration.botproc import BotProcess, write_bot_config
-from tests.integration.harness import Practitioner
+from devkit.botproc import BotProcess, write_bot_config
+from devkit.practitioner import Practitioner
 
 
 def _summary(name: str, samples: list[float]) -> str:

@@ -1,0 +1,2 @@
+"""The running process: configuration, CLI, the Matrix client, the sync loop, event routing,
+the scheduler and the outbox sender. The top layer: it builds everything once and hands it down."""

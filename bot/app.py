@@ -10,14 +10,15 @@ from nio import AsyncClient
 from bot.backoff import Backoff
 from bot.clock import Clock, utc_now
 from bot.config import Config
+from bot.direct_chats import direct_rooms_of
 from bot.matrix import LoginError, NioGateway, connect
 from bot.outbox import OutboxSender
 from bot.router import EventRouter
-from bot.scheduler import SweepScheduler, direct_rooms_of, prompt_settings
+from bot.scheduler import SweepScheduler
+from bot.settings import prompt_settings, team_policy
 from bot.sync import SyncLoop
 from commands import build_registry
 from rooms.family_room import on_room_created
-from rooms.policy import TeamPolicy
 from rooms.prompts import on_message_sent, sweep
 from storage import Database, OutboxItem, Transaction
 
@@ -38,17 +39,6 @@ async def _connect_with_retry(config: Config, stop: asyncio.Event) -> AsyncClien
             log.warning("homeserver %s not reachable (%s); retrying", config.homeserver.url, exc)
             await backoff.wait(stop)
     return None
-
-
-def team_policy(config: Config, bot_user_id: str) -> TeamPolicy:
-    return TeamPolicy(
-        bot_user_id=bot_user_id,
-        allowed_servers=frozenset(config.policy.allowed_servers),
-        admins=frozenset(config.policy.admins),
-        family_creators=config.policy.family_creators,
-        prompt_interval=config.prompts.interval,
-        timezone=config.prompts.working_schedule.timezone,
-    )
 
 
 async def run_bot(config: Config, *, stop: asyncio.Event, clock: Clock = utc_now) -> None:
@@ -72,7 +62,6 @@ async def run_bot(config: Config, *, stop: asyncio.Event, clock: Clock = utc_now
             prompts = prompt_settings(config)
             router = EventRouter(
                 client=client,
-                config=config,
                 registry=registry,
                 gateway=NioGateway(client),
                 policy=policy,

@@ -29,6 +29,7 @@ from nio.api import Api
 
 from bot.backoff import Backoff
 from bot.matrix import refresh_device_keys
+from rooms.family_room import FAMILY_STATE_EVENT
 from storage import Database, OutboxItem, Transaction
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,6 @@ log = logging.getLogger(__name__)
 PERMANENT_ERRORS = {"M_FORBIDDEN", "M_NOT_FOUND", "M_BAD_JSON", "M_NOT_JSON", "M_TOO_LARGE"}
 MAX_RETRY_DELAY = timedelta(minutes=5)
 IDLE_POLL_SECONDS = 30.0
-FAMILY_STATE_EVENT = "org.patchwork.family"
 
 # Called in the same transaction that marks a create_room item sent: (tx, item, new room id).
 RoomCreatedHook = Callable[[Transaction, OutboxItem, str], Awaitable[None]]

@@ -15,9 +15,9 @@ transaction, after the inbox says it is new):
    ignores every other reaction. Reactions count whether they came encrypted (nio hands them
    over decrypted) or in the clear, as some clients send them: a reaction's key and target
    are visible to the homeserver either way.
-Errors inside a command are handled by the dispatcher (see commands.dispatcher); an error here
-propagates to the sync loop, which logs it and records the event as processed so one bad event
-cannot block the room.
+Errors inside a command are handled by the dispatcher (see `commands.framework.dispatcher`);
+an error here propagates to the sync loop, which logs it and records the event as processed so
+one bad event cannot block the room.
 """
 
 from __future__ import annotations
@@ -27,13 +27,13 @@ from typing import Any
 
 from nio import AsyncClient, MatrixRoom, ReactionEvent, RoomMemberEvent, RoomMessageText
 
-from bot.config import Config
-from bot.scheduler import prompt_settings
-from commands.context import CommandContext, RoomKind
-from commands.dispatcher import Dispatcher
-from commands.parser import command_text, parse_invocation
-from commands.registry import CommandRegistry
-from commands.reply import Reply
+from bot.direct_chats import is_direct_chat
+from commands.framework.context import CommandContext, RoomKind, Services
+from commands.framework.dispatcher import Dispatcher
+from commands.framework.parser import command_text, parse_invocation
+from commands.framework.registry import CommandRegistry
+from markup import Reply
+from rooms.gateway import MatrixGateway
 from rooms.membership import on_member_event
 from rooms.policy import TeamPolicy
 from rooms.prompts import PromptSettings, on_reaction
@@ -56,18 +56,17 @@ class EventRouter:
         self,
         *,
         client: AsyncClient,
-        config: Config,
         registry: CommandRegistry,
-        gateway: Any,
+        gateway: MatrixGateway,
         policy: TeamPolicy,
-        prompts: PromptSettings | None = None,
+        prompts: PromptSettings,
     ) -> None:
         self._client = client
-        self._config = config
         self._policy = policy
-        self._prompts = prompts if prompts is not None else prompt_settings(config)
+        self._prompts = prompts
+        self._services = Services(policy=policy, prompts=prompts)
         self._registry = registry
-        self._dispatcher = Dispatcher(registry)
+        self._dispatcher = Dispatcher(registry, prefix=policy.command_prefix)
         self._gateway = gateway
 
     async def handle(self, tx: Transaction, room: MatrixRoom, event: Any) -> None:
@@ -95,11 +94,14 @@ class EventRouter:
                 key=event.key,
                 event_id=event.event_id,
                 settings=self._prompts,
+                prefix=self._policy.command_prefix,
             )
 
     async def _handle_text(self, tx: Transaction, room: MatrixRoom, event: RoomMessageText) -> None:
         if not room.encrypted:
-            if parse_invocation(event.body) is not None and await tx.sync.set_flag(
+            if parse_invocation(
+                event.body, self._policy.command_prefix
+            ) is not None and await tx.sync.set_flag(
                 room.room_id, UNENCRYPTED_FLAG
             ):
                 await enqueue_reply(tx, event, room.room_id, 0, Reply.plain(UNENCRYPTED_WARNING))
@@ -114,8 +116,8 @@ class EventRouter:
             room_kind=await self._room_kind(tx, room),
             tx=tx,
             matrix=self._gateway,
-            services={"config": self._config, "policy": self._policy, "prompts": self._prompts},
-            is_admin=event.sender in self._config.policy.admins,
+            services=self._services,
+            is_admin=self._policy.is_admin(event.sender),
             registry=self._registry,
         )
         await self._dispatcher.handle(ctx, command_text(event.body, event.formatted_body))
@@ -125,7 +127,7 @@ class EventRouter:
     async def _room_kind(self, tx: Transaction, room: MatrixRoom) -> RoomKind:
         if await tx.families.by_room(room.room_id) is not None:
             return RoomKind.FAMILY
-        if room.member_count <= 2:
+        if is_direct_chat(room):
             return RoomKind.DIRECT
         return RoomKind.OTHER
 

@@ -17,42 +17,10 @@ from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
-from nio import AsyncClient
-
-from bot.config import Config
-from rooms.prompts import DirectRooms, PromptSettings
 
 log = logging.getLogger(__name__)
 
 SWEEP_JOB_ID = "prompt-sweep"
-
-
-def prompt_settings(config: Config) -> PromptSettings:
-    """The `prompts` section as the team logic takes it (rooms never reads configuration)."""
-    prompts = config.prompts
-    return PromptSettings(
-        interval=prompts.interval,
-        remind_after=prompts.remind_after,
-        lapse_after=prompts.lapse_after,
-        remove_on_lapse=prompts.remove_on_lapse,
-        schedule=prompts.working_schedule,
-    )
-
-
-def direct_rooms_of(client: AsyncClient) -> DirectRooms:
-    """Finds an encrypted room whose only members are the bot and one user, from nio's synced
-    room state; used to tell administrators about a family left without a lead."""
-
-    def find(user_id: str) -> str | None:
-        for room_id, room in client.rooms.items():
-            if room.encrypted and not room.invited_users and set(room.users) == {
-                client.user_id,
-                user_id,
-            }:
-                return str(room_id)
-        return None
-
-    return find
 
 
 class SweepScheduler:

@@ -33,8 +33,8 @@ from bot.config import Config
 from bot.matrix import refresh_device_keys
 from bot.outbox import OutboxSender
 from bot.router import EventRouter
-from commands.reply import Reply
-from rooms.policy import TeamPolicy, is_allowed_user
+from markup import Reply
+from rooms.policy import TeamPolicy
 from rooms.reconcile import reconcile_family
 from storage import Database, transaction_id
 
@@ -286,8 +286,7 @@ class SyncLoop:
                 and event.membership == "invite"
             ):
                 inviter = event.sender
-        allowed = self._config.policy.allowed_servers
-        if inviter is not None and is_allowed_user(inviter, allowed):
+        if inviter is not None and self._policy.allows(inviter):
             response = await self._client.join(room_id)
             if isinstance(response, JoinError):
                 log.warning("could not join %s (invited by %s): %s", room_id, inviter, response)

@@ -1,5 +1,6 @@
-"""Patchwork's chat commands: the framework (registry, parser, converters, dispatcher) and one
-module per command family, each exposing an immutable `COMMANDS` tuple.
+"""Patchwork's chat commands: the framework (`commands.framework`: registry, parser,
+converters, permissions, dispatcher, context) and one module per command, named after it,
+each exposing an immutable `COMMANDS` tuple.
 
 `build_registry` is the one place that lists the command modules; the process calls it once at
 start-up and hands the registry to the dispatcher.
@@ -7,28 +8,29 @@ start-up and hands the registry to the dispatcher.
 
 from __future__ import annotations
 
-import importlib
-
-from commands.registry import CommandRegistry
-
-# Imported when the registry is built, not when the package is: the command modules use
-# `rooms`, which formats its notices with `commands.reply`, so importing them here would make
-# `import commands.reply` depend on `rooms` being importable first.
-COMMAND_MODULES = (
-    "commands.help",
-    "commands.whois",
-    "commands.team",
-    "commands.contact",
-    "commands.cases",
-    "commands.family",
-    "commands.involvement",
+from commands import (
+    cases,
+    confirm,
+    contact,
+    family,
+    help,
+    invite,
+    lead,
+    leave,
+    role,
+    whois,
 )
+from commands.framework.registry import Command, CommandRegistry
+
+COMMAND_MODULES = (help, whois, invite, role, lead, contact, cases, family, confirm, leave)
 
 
 def build_registry() -> CommandRegistry:
     """A fresh registry holding every command Patchwork offers."""
     registry = CommandRegistry()
-    for name in COMMAND_MODULES:
-        for item in importlib.import_module(name).COMMANDS:
-            registry.add(item)
+    commands: tuple[Command, ...] = tuple(
+        item for module in COMMAND_MODULES for item in module.COMMANDS
+    )
+    for item in commands:
+        registry.add(item)
     return registry

@@ -3,10 +3,10 @@ case references are never listed in front of a team."""
 
 from __future__ import annotations
 
-from commands.context import CommandContext
-from commands.registry import DIRECT, Command, command
-from commands.reply import Markup, blocks, bold, bullet_list, code, paragraph, text
-from commands.team_support import day, is_on_team, transaction
+from commands.framework.context import CommandContext
+from commands.framework.registry import DIRECT, Command, command
+from markup import Markup, blocks, bold, bullet_list, code, day, paragraph, text
+from rooms.admission import is_on_team
 
 
 @command(
@@ -17,7 +17,7 @@ from commands.team_support import day, is_on_team, transaction
     where=DIRECT,
 )
 async def cases(ctx: CommandContext) -> None:
-    tx = transaction(ctx)
+    tx = ctx.tx
     entries: list[Markup] = []
     for involvement in await tx.involvements.for_user(ctx.sender):
         family = await tx.families.get(involvement.family_id)

@@ -9,22 +9,18 @@ field changed, never its value.
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime, time, timedelta, tzinfo
-from typing import TYPE_CHECKING, Literal
+from datetime import date, datetime, time, timedelta
+from typing import Literal
 
 from dateutil.parser import ParserError
 from dateutil.parser import parse as parse_date
 
-from commands.context import CommandContext, RoomKind
-from commands.converters import Choice, Rest, Text, quoted
-from commands.errors import UserInputError
-from commands.registry import ANYWHERE, Command, command, group
-from commands.reply import Markup, blocks, bullet_list, code, paragraph, text
-from commands.team_support import day, transaction
-from rooms.prompts import PromptSettings
-
-if TYPE_CHECKING:
-    from storage import Practitioner
+from commands.framework.context import CommandContext, RoomKind
+from commands.framework.converters import Choice, Rest, Text, quoted
+from commands.framework.errors import UserInputError
+from commands.framework.registry import ANYWHERE, Command, command, group
+from markup import Markup, blocks, bullet_list, code, day, long_day, paragraph, text
+from storage import Practitioner
 
 Field = Literal["name", "org", "title", "phone", "email"]
 FIELDS: tuple[Field, ...] = ("name", "org", "title", "phone", "email")
@@ -129,7 +125,7 @@ def clean(field: str, raw: str) -> str:
     },
 )
 async def contact_set(ctx: CommandContext, field: Field, value: Rest[str]) -> None:
-    tx = transaction(ctx)
+    tx = ctx.tx
     cleaned = clean(field, value)
     await tx.practitioners.ensure(ctx.sender)
     practitioner = await tx.practitioners.update_contact(ctx.sender, **{COLUMNS[field]: cleaned})
@@ -157,7 +153,7 @@ async def contact_set(ctx: CommandContext, field: Field, value: Rest[str]) -> No
     where=ANYWHERE,
 )
 async def contact_share(ctx: CommandContext, answer: Literal["on", "off"]) -> None:
-    tx = transaction(ctx)
+    tx = ctx.tx
     share = answer == "on"
     await tx.practitioners.ensure(ctx.sender)
     practitioner = await tx.practitioners.set_share_contact(ctx.sender, share)
@@ -197,7 +193,7 @@ AWAY_LIMIT = timedelta(days=366)
 AWAY_EXAMPLES = "10 Aug, 10/08/2026, 2026-08-10 or Monday"
 
 
-def parse_away_date(raw: str, today: date) -> date:
+def parse_away_date(raw: str, today: date, prefix: str = "!") -> date:
     """A day in the coming year, as people write it in the UK (10/08 is the 10th of August).
 
     ISO dates are read first: dateutil's day-first reading would turn 2026-08-10 into the 8th
@@ -224,17 +220,10 @@ def parse_away_date(raw: str, today: date) -> date:
     if when - today > AWAY_LIMIT:
         raise UserInputError(
             "That is more than a year away. If you are no longer involved with a family, send "
-            + code("!leave")
+            + code(f"{prefix}leave")
             + " in its room instead."
         )
     return when
-
-
-def _zone(ctx: CommandContext) -> tzinfo:
-    """The operator's timezone, from the prompt settings the process hands to commands
-    (UTC where none were given, as in a context built without them)."""
-    settings = ctx.services.get("prompts")
-    return settings.zone if isinstance(settings, PromptSettings) else UTC
 
 
 @command(
@@ -249,8 +238,8 @@ def _zone(ctx: CommandContext) -> tzinfo:
     converters={"until": Text(label="date|off", max_length=60)},
 )
 async def contact_away(ctx: CommandContext, until: Rest[str]) -> None:
-    tx = transaction(ctx)
-    zone = _zone(ctx)
+    tx = ctx.tx
+    zone = ctx.services.prompts.zone
     today = tx.now().astimezone(zone).date()
     await tx.practitioners.ensure(ctx.sender)
     if until.strip().lower() in ("off", "back", "none"):
@@ -258,21 +247,17 @@ async def contact_away(ctx: CommandContext, until: Rest[str]) -> None:
         await tx.audit.append(ctx.sender, "contact_away", detail={"until": None})
         ctx.reply(paragraph("Welcome back. I will ask you again when a question falls due."))
         return
-    when = parse_away_date(until, today)
+    when = parse_away_date(until, today, ctx.prefix)
     await tx.practitioners.set_away_until(ctx.sender, when)
     await tx.audit.append(ctx.sender, "contact_away", detail={"until": when.isoformat()})
     ctx.reply(
         paragraph(
-            f"Noted: you are away until {_long_day(when)}. I will not ask whether you are still "
-            f"involved before {_long_day(when + timedelta(days=1))}. Send "
+            f"Noted: you are away until {long_day(when)}. I will not ask whether you are still "
+            f"involved before {long_day(when + timedelta(days=1))}. Send "
             + code(f"{ctx.prefix}contact away off")
             + " if you are back sooner."
         )
     )
-
-
-def _long_day(value: date) -> str:
-    return f"{value:%a} {value.day} {value:%b %Y}"
 
 
 @group(
@@ -286,7 +271,7 @@ def _long_day(value: date) -> str:
     subcommands=(contact_set, contact_share, contact_away),
 )
 async def contact(ctx: CommandContext) -> None:
-    practitioner = await transaction(ctx).practitioners.get(ctx.sender)
+    practitioner = await ctx.tx.practitioners.get(ctx.sender)
     public_room = ctx.room_kind is RoomKind.FAMILY
     shares = practitioner is not None and practitioner.share_contact
     items: list[Markup] = []
@@ -300,9 +285,9 @@ async def contact(ctx: CommandContext) -> None:
         else:
             items.append(label + code(value))
     if practitioner is not None and practitioner.away_until is not None:
-        today = transaction(ctx).now().astimezone(_zone(ctx)).date()
+        today = ctx.tx.now().astimezone(ctx.services.prompts.zone).date()
         if practitioner.away_until >= today:
-            items.append("Away until: " + text(_long_day(practitioner.away_until)))
+            items.append("Away until: " + text(long_day(practitioner.away_until)))
     parts: list[Markup] = [
         paragraph("Your contact details (the same on every team you are on):"),
         bullet_list(items),

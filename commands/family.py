@@ -7,25 +7,23 @@ was told about the team or why telling them would be unsafe. Then it becomes `ac
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
-from commands.context import CommandContext
-from commands.converters import CaseReference, Rest, Text
-from commands.errors import UserInputError
-from commands.registry import ANYWHERE, DIRECT, FAMILY_ROOM, Command, command, subcommand_group
-from commands.reply import Markup, blocks, bullet_list, code, paragraph
-from commands.team_support import (
-    LEAD_OR_ADMIN_MESSAGE,
-    current_family,
-    lead_or_admin,
-    team_policy,
-    team_rules,
-    transaction,
+from commands.framework.context import CommandContext
+from commands.framework.converters import CaseReference, Rest, Text
+from commands.framework.errors import UserInputError
+from commands.framework.registry import (
+    ANYWHERE,
+    DIRECT,
+    FAMILY_ROOM,
+    Command,
+    command,
+    subcommand_group,
 )
+from commands.shared import LEAD_OR_ADMIN_MESSAGE, current_family, lead_or_admin, team_rules
+from markup import Markup, blocks, bullet_list, code, paragraph
 from rooms.family_room import BASIS_NAMES, governance_gaps, request_family_room, room_name
-
-if TYPE_CHECKING:
-    from storage import Family
+from storage import Family
 
 NOTE_LIMIT = 500
 Basis = Literal["public_task", "legal_obligation", "consent", "vital_interests"]
@@ -41,10 +39,10 @@ Basis = Literal["public_task", "legal_obligation", "consent", "vital_interests"]
     where=DIRECT,
 )
 async def family_new(ctx: CommandContext, reference: CaseReference) -> None:
-    tx = transaction(ctx)
+    tx = ctx.tx
     with team_rules():
         family = await request_family_room(
-            tx, reference, ctx.sender, team_policy(ctx), ctx.event_id
+            tx, reference, ctx.sender, ctx.services.policy, ctx.event_id
         )
     ctx.reply(
         blocks(
@@ -99,7 +97,7 @@ def _progress(before: Family, after: Family, prefix: str) -> list[Markup]:
     converters={"note": Text(label="note", max_length=NOTE_LIMIT)},
 )
 async def family_basis(ctx: CommandContext, basis: Basis, note: Rest[str] | None = None) -> None:
-    tx = transaction(ctx)
+    tx = ctx.tx
     family = await _open_family(ctx)
     updated = await tx.families.record_basis(family.id, basis, ctx.sender, note)
     await _recorded(
@@ -121,7 +119,7 @@ async def family_basis(ctx: CommandContext, basis: Basis, note: Rest[str] | None
     converters={"note": Text(label="note", max_length=NOTE_LIMIT)},
 )
 async def family_informed(ctx: CommandContext, note: Rest[str] | None = None) -> None:
-    tx = transaction(ctx)
+    tx = ctx.tx
     family = await _open_family(ctx)
     updated = await tx.families.record_informed(family.id, note=note)
     await _recorded(
@@ -143,7 +141,7 @@ async def family_informed(ctx: CommandContext, note: Rest[str] | None = None) ->
     converters={"reason": Text(label="reason", max_length=NOTE_LIMIT)},
 )
 async def family_unsafe(ctx: CommandContext, reason: Rest[str]) -> None:
-    tx = transaction(ctx)
+    tx = ctx.tx
     family = await _open_family(ctx)
     updated = await tx.families.record_informed(family.id, not_informed_reason=reason)
     await _recorded(
@@ -164,7 +162,7 @@ async def _recorded(
 ) -> None:
     """Audit one governance record and tell the lead what is still missing, if anything."""
     action, detail = audit
-    await transaction(ctx).audit.append(ctx.sender, action, family_id=family.id, detail=detail)
+    await ctx.tx.audit.append(ctx.sender, action, family_id=family.id, detail=detail)
     ctx.reply(blocks(paragraph(sentence), *_progress(family, updated, ctx.prefix)))
 
 

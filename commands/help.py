@@ -3,12 +3,12 @@ so help can never disagree with what the dispatcher accepts."""
 
 from __future__ import annotations
 
-from commands.context import CommandContext, RoomKind
-from commands.converters import Rest, Text
-from commands.errors import UserInputError
-from commands.parser import split_args
-from commands.registry import ANYWHERE, Command, Group, command
-from commands.reply import Markup, blocks, bullet_list, code, lines, paragraph
+from commands.framework.context import CommandContext, RoomKind
+from commands.framework.converters import Rest, Text
+from commands.framework.errors import UserInputError
+from commands.framework.parser import split_args
+from commands.framework.registry import ANYWHERE, Command, Group, command
+from markup import Markup, blocks, bullet_list, code, lines, paragraph
 
 HERE = {
     RoomKind.FAMILY: "in this family room",

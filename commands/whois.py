@@ -9,34 +9,26 @@ query (never with what was shown about anyone's contact details).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from commands.context import CommandContext
-from commands.converters import Rest, Text
-from commands.registry import FAMILY_ROOM, Command, command
-from commands.reply import (
+from commands.framework.context import CommandContext
+from commands.framework.converters import Rest, Text
+from commands.framework.registry import FAMILY_ROOM, Command, command
+from commands.shared import current_family, display_name, lead_or_admin
+from markup import (
     MATRIX_TO,
     Markup,
     blocks,
     bold,
     bullet_list,
     code,
+    day,
     lines,
     paragraph,
     text,
     user,
 )
-from commands.team_support import (
-    current_family,
-    day,
-    display_name,
-    is_on_team,
-    lead_or_admin,
-    transaction,
-)
-
-if TYPE_CHECKING:
-    from storage import Involvement, Practitioner
+from rooms.admission import is_on_team
+from storage import Involvement, Practitioner
 
 QUERY_LIMIT = 100
 
@@ -84,7 +76,7 @@ class Member:
     converters={"query": Text(label="name, @user or role", max_length=QUERY_LIMIT)},
 )
 async def whois(ctx: CommandContext, query: Rest[str] | None = None) -> None:
-    tx = transaction(ctx)
+    tx = ctx.tx
     family = await current_family(ctx)
     privileged = await lead_or_admin(ctx)
     members = await _visible_members(ctx, family.id, privileged)
@@ -125,7 +117,7 @@ async def whois(ctx: CommandContext, query: Rest[str] | None = None) -> None:
 
 async def _visible_members(ctx: CommandContext, family_id: int, privileged: bool) -> list[Member]:
     """The active team, without sensitive involvements unless the viewer may see them."""
-    tx = transaction(ctx)
+    tx = ctx.tx
     members: list[Member] = []
     for involvement in await tx.involvements.for_family(family_id):
         if not is_on_team(involvement):
@@ -163,7 +155,7 @@ def _facts(member: Member, privileged: bool) -> list[Markup]:
         facts.append(text(f"on the team since {day(involvement.started_at)}, not confirmed yet"))
     if practitioner is not None and practitioner.away_until is not None:
         away = practitioner.away_until
-        facts.append(text(f"away until {away.day} {away:%b %Y}"))
+        facts.append(text(f"away until {day(away)}"))
     if involvement.sensitive and privileged:
         facts.append(text("sensitive: hidden from ordinary look-ups"))
     return facts

@@ -1,3 +1,5 @@
-"""Family-room lifecycle: creating rooms, power levels, mirroring membership into the roster,
-start-up reconciliation and the invite policy. No Matrix I/O: every action is queued in the
-outbox inside the caller's transaction."""
+"""The team logic below the commands: family-room lifecycle (`family_room`), who may be on a
+team (`admission`), mirroring membership into the roster (`membership`, `reconcile`), and the
+still-involved prompts (`prompts`). No Matrix I/O: every action is queued in the outbox inside
+the caller's transaction, and Matrix is reached only through the gateway `bot` provides.
+"""

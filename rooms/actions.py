@@ -10,24 +10,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from commands.reply import Markup, Reply
+from markup import Markup, Reply
 from storage import INTERACTIVE, Transaction, transaction_id
 
 INVITE = "invite"
 KICK = "kick"
 STATE = "state"
 CREATE_ROOM = "create_room"
-
-
-def transaction_of(tx: object) -> Transaction:
-    """The storage transaction behind a command context's narrow `tx`.
-
-    Commands see the transaction through a small Protocol; the team commands need the
-    repositories, and this check turns a wrongly wired context into a clear error.
-    """
-    if not isinstance(tx, Transaction):
-        raise TypeError(f"expected a storage Transaction, got {type(tx).__name__}")
-    return tx
 
 
 async def post_notice(

@@ -6,7 +6,7 @@ It carries a message written for the person who asked, so the command layer can 
 
 from __future__ import annotations
 
-from commands.reply import Markup, text
+from markup import Markup, text
 
 
 class TeamRuleError(Exception):

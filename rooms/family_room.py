@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from commands.reply import Markup, code
+from markup import Markup, code
 from rooms.actions import CREATE_ROOM, invite_user, send_state
 from rooms.errors import TeamRuleError
 from rooms.policy import TeamPolicy, server_of
@@ -213,7 +213,7 @@ async def hand_over_lead(
     return involvement
 
 
-def governance_gaps(family: Family, prefix: str = "!") -> list[Markup]:
+def governance_gaps(family: Family, prefix: str) -> list[Markup]:
     """What the lead must still record before anyone else may join a pending team."""
     gaps: list[Markup] = []
     if family.lawful_basis is None:

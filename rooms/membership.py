@@ -1,4 +1,4 @@
-"""Mirroring `m.room.member` changes in family rooms into the roster, and the invite policy.
+"""Mirroring `m.room.member` changes in family rooms into the roster.
 
 Room membership is the truth about who is on a team. Whoever made a change (a `!invite`,
 Element's own invite button, a leave, a kick), the process hands the event to
@@ -6,8 +6,8 @@ Element's own invite button, a leave, a kick), the process hands the event to
 
 1. ignores rooms that are not family rooms, the bot itself, and changes the roster already
    shows (a display-name change, a replayed event, the invite `!invite` already recorded);
-2. revokes an invite or join the policy forbids (a user outside the allowed servers, or anyone
-   but the lead and administrators while the family is pending), with a kick and a notice;
+2. revokes an invite or join the admission rules forbid (`rooms.admission`), with a kick and
+   a notice;
 3. otherwise records the change, one audit row, and tells the team (welcoming a new member).
 
 Every outbox item's transaction id comes from the member event's id, so handling the same
@@ -16,19 +16,16 @@ event twice sends nothing twice.
 
 from __future__ import annotations
 
-from typing import Literal
-
-from commands.reply import Markup, blocks, bullet_list, code, paragraph, user
-from rooms.actions import kick_user, post_notice
+from markup import Markup, blocks, bullet_list, code, paragraph, user
+from rooms.actions import post_notice
+from rooms.admission import PRESENT, admission_refusal, revoke
 from rooms.family_room import governance_gaps
-from rooms.policy import TeamPolicy, server_of
-from rooms.prompts import add_interval
+from rooms.people import named
+from rooms.policy import TeamPolicy
+from rooms.prompts import add_interval, lead_handover_hint
 from storage import EndReason, Family, Involvement, Membership, Transaction
 
-PRESENT: frozenset[str] = frozenset({"invite", "join"})
 ROSTER_MEMBERSHIPS: frozenset[str] = frozenset({"invite", "join", "leave", "ban"})
-
-Refusal = Literal["server", "pending", "closed"]
 DISPLAY_NAME_LIMIT = 80
 
 
@@ -99,7 +96,7 @@ async def on_member_event(
     if involvement.end_reason is not None and after not in PRESENT:
         detail["end_reason"] = involvement.end_reason
     await tx.audit.append(sender, "membership", family_id=family.id, detail=detail)
-    notice = await _notice(tx, family, involvement, before, sender, name, was_active)
+    notice = await _notice(tx, family, involvement, before, sender, name, was_active, policy)
     if notice is not None:
         await post_notice(tx, room_id, notice, event_id, "membership-notice")
 
@@ -117,110 +114,6 @@ def _membership(value: str) -> Membership:
 def _end_reason(user_id: str, sender: str) -> EndReason:
     """Leaving oneself is `left`; being kicked or banned by someone else is `removed`."""
     return "left" if sender == user_id else "removed"
-
-
-async def admission_refusal(
-    tx: Transaction, family: Family, user_id: str, policy: TeamPolicy
-) -> Refusal | None:
-    """Why this user may not be invited to or join this family's room, or None if they may."""
-    if not policy.allows(user_id):
-        return "server"
-    if family.status in ("closed", "purged"):
-        return "closed"
-    if family.status == "pending" and not await may_join_pending(tx, family, user_id, policy):
-        return "pending"
-    return None
-
-
-async def may_join_pending(
-    tx: Transaction, family: Family, user_id: str, policy: TeamPolicy
-) -> bool:
-    """Before the governance records exist, only the lead and administrators may be in."""
-    if user_id == family.created_by or policy.is_admin(user_id):
-        return True
-    lead = await tx.involvements.lead(family.id)
-    return lead is not None and lead.user_id == user_id
-
-
-async def revoke(
-    tx: Transaction,
-    family: Family,
-    user_id: str,
-    membership: str,
-    refusal: Refusal,
-    policy: TeamPolicy,
-    *,
-    actor: str,
-    cause: tuple[str, ...],
-    prefix: str = "!",
-) -> bool:
-    """Queue a kick (withdrawing an invite, or removing a member) and tell the room why.
-
-    Returns False, and writes nothing, if this cause already queued the kick.
-    """
-    if family.room_id is None:
-        return False
-    kicked = await kick_user(
-        tx, family.room_id, user_id, _kick_reason(refusal, policy), *cause, "revoke"
-    )
-    if not kicked:
-        return False
-    await post_notice(
-        tx,
-        family.room_id,
-        _revocation_notice(family, user_id, membership, refusal, policy, prefix),
-        *cause,
-        "revoke-notice",
-    )
-    await tx.audit.append(
-        actor,
-        "membership_revoked",
-        family_id=family.id,
-        detail={"user": user_id, "membership": membership, "rule": refusal, "cause": list(cause)},
-    )
-    return True
-
-
-def _kick_reason(refusal: Refusal, policy: TeamPolicy) -> str:
-    """Shown by clients next to the kick; room state is not encrypted, so nothing personal."""
-    if refusal == "server":
-        return f"Only accounts on {policy.servers_text()} can be on this team."
-    if refusal == "closed":
-        return "This family's record is closed."
-    return "This team is still being set up; only its lead can be here for now."
-
-
-def _revocation_notice(
-    family: Family,
-    user_id: str,
-    membership: str,
-    refusal: Refusal,
-    policy: TeamPolicy,
-    prefix: str,
-) -> Markup:
-    who = user(user_id)
-    opening: Markup = (
-        "I withdrew the invitation to " + who
-        if membership == "invite"
-        else "I removed " + who + " from this room"
-    )
-    if refusal == "server":
-        return paragraph(
-            opening
-            + f": only people with an account on {policy.servers_text()} can be on a "
-            f"Patchwork team, and this account is on {server_of(user_id)}."
-        )
-    if refusal == "closed":
-        return paragraph(opening + ": this family's record is closed, so nobody can join.")
-    gaps = governance_gaps(family, prefix)
-    return blocks(
-        paragraph(
-            opening + ": this team is still being set up. Before anyone other than the lead "
-            "can join, the lead must record:"
-        ),
-        bullet_list(gaps),
-        paragraph("Then invite them again."),
-    )
 
 
 async def remember_display_name(
@@ -251,7 +144,7 @@ async def schedule_first_prompt(
 
 
 async def welcome(
-    tx: Transaction, family: Family, involvement: Involvement, prefix: str = "!"
+    tx: Transaction, family: Family, involvement: Involvement, prefix: str
 ) -> list[Markup]:
     """What a new member is asked: their role, their consent to share contact details, and
     for a lead of a pending team, what must be recorded first."""
@@ -310,6 +203,7 @@ async def _notice(
     sender: str,
     display_name: str | None,
     was_active: bool,
+    policy: TeamPolicy,
 ) -> Markup | None:
     """The short notice the team gets: joins and leaves, not invites (the room shows those)."""
     after = involvement.membership
@@ -321,12 +215,12 @@ async def _notice(
         who = user(involvement.user_id, display_name, mention=True)
         return blocks(
             paragraph(who + " joined the team. Welcome!"),
-            *await welcome(tx, family, involvement),
+            *await welcome(tx, family, involvement, policy.command_prefix),
         )
     if not was_active:
         return None
     who = user(involvement.user_id, display_name)
-    by = await _named(tx, sender)
+    by = await named(tx, sender)
     if before == "invite":
         if sender == involvement.user_id:
             message = who + " did not accept the invitation to this team."
@@ -337,14 +231,5 @@ async def _notice(
     else:
         message = who + " was removed from the team by " + by + "."
     if involvement.is_lead:
-        message += (
-            " They were this family's lead; an administrator can hand the lead role to "
-            "another member with " + code("!lead @user:server") + "."
-        )
+        message += " " + lead_handover_hint(policy.command_prefix)
     return paragraph(message)
-
-
-async def _named(tx: Transaction, user_id: str) -> Markup:
-    """A pill with the name we hold for someone, without pinging them."""
-    practitioner = await tx.practitioners.get(user_id)
-    return user(user_id, None if practitioner is None else practitioner.display_name)

@@ -1,13 +1,12 @@
 """Who may be on a Patchwork team, and the operator's rules the team logic follows.
 
 `TeamPolicy` is built once by the process from its configuration and handed to everything in
-`rooms` (and to commands as `ctx.services["policy"]`), so this package never reads the
+`rooms` (and to commands as `ctx.services.policy`), so this package never reads the
 configuration itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, timedelta, tzinfo
 from typing import Literal
@@ -21,11 +20,6 @@ def server_of(user_id: str) -> str:
     return server.lower()
 
 
-def is_allowed_user(user_id: str, allowed_servers: Iterable[str]) -> bool:
-    server = server_of(user_id)
-    return bool(server) and server in {name.lower() for name in allowed_servers}
-
-
 @dataclass(frozen=True)
 class TeamPolicy:
     """The operator's rules for teams: who may join, who administers, who may create rooms."""
@@ -37,6 +31,8 @@ class TeamPolicy:
     prompt_interval: timedelta
     # The operator's timezone: "every 8 weeks" keeps the local time of day across clock changes.
     timezone: tzinfo = UTC
+    command_prefix: str = "!"
+    """What commands start with; everything that quotes a command to people uses it."""
 
     def __post_init__(self) -> None:
         # Server names compare case-insensitively; normalise once instead of at every check.
@@ -48,7 +44,8 @@ class TeamPolicy:
 
     def allows(self, user_id: str) -> bool:
         """Whether the user's homeserver is one whose users may be on a team."""
-        return is_allowed_user(user_id, self.allowed_servers)
+        server = server_of(user_id)
+        return bool(server) and server in self.allowed_servers
 
     def is_admin(self, user_id: str) -> bool:
         return user_id in self.admins

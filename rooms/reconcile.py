@@ -17,16 +17,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from commands.reply import Markup, blocks, bullet_list, paragraph, user
+from markup import Markup, blocks, bullet_list, paragraph
 from rooms.actions import KICK, post_notice
-from rooms.membership import (
-    PRESENT,
-    Refusal,
-    admission_refusal,
-    revoke,
-    schedule_first_prompt,
-    welcome,
-)
+from rooms.admission import PRESENT, Refusal, admission_refusal, revoke
+from rooms.membership import schedule_first_prompt, welcome
+from rooms.people import named
 from rooms.policy import TeamPolicy
 from storage import AuditEntry, EndReason, Family, Involvement, Membership, Transaction
 
@@ -126,7 +121,7 @@ async def reconcile_family(
                 welcomes.append(involvement)
 
     if told:
-        notice = await _summary(tx, family, told, welcomes)
+        notice = await _summary(tx, family, told, welcomes, policy.command_prefix)
         await post_notice(tx, room_id, notice, "reconcile", str(family.id), *markers)
     return changes
 
@@ -188,13 +183,16 @@ async def _revoke_once(
 
 
 async def _summary(
-    tx: Transaction, family: Family, changes: list[RosterChange], welcomes: list[Involvement]
+    tx: Transaction,
+    family: Family,
+    changes: list[RosterChange],
+    welcomes: list[Involvement],
+    prefix: str,
 ) -> Markup:
     """One notice for everything found, so a restart does not flood the room."""
     items: list[Markup] = []
     for change in changes:
-        practitioner = await tx.practitioners.get(change.user_id)
-        who = user(change.user_id, None if practitioner is None else practitioner.display_name)
+        who = await named(tx, change.user_id)
         if change.kind == "ended":
             if change.after == "ban":
                 items.append(who + " was removed from the team.")
@@ -209,8 +207,7 @@ async def _summary(
         bullet_list(items),
     ]
     for involvement in welcomes:
-        practitioner = await tx.practitioners.get(involvement.user_id)
-        name = None if practitioner is None else practitioner.display_name
-        parts.append(paragraph("Welcome, " + user(involvement.user_id, name, mention=True) + "!"))
-        parts.extend(await welcome(tx, family, involvement))
+        who = await named(tx, involvement.user_id, mention=True)
+        parts.append(paragraph("Welcome, " + who + "!"))
+        parts.extend(await welcome(tx, family, involvement, prefix))
     return blocks(*parts)

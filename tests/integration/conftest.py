@@ -13,8 +13,8 @@ import pytest
 import pytest_asyncio
 
 from bot.devserver import LocalSynapse, free_port
-from tests.integration.botproc import BotProcess, write_bot_config
-from tests.integration.harness import Practitioner
+from devkit.botproc import BotProcess, write_bot_config
+from devkit.practitioner import Practitioner
 
 HERE = Path(__file__).parent
 

@@ -7,8 +7,8 @@ import re
 
 from nio import RoomMessageNotice
 
+from devkit.practitioner import Practitioner
 from tests.integration.conftest import BotFactory, MakePractitioner
-from tests.integration.harness import Practitioner
 from tests.integration.replies import in_reply_to, reply_counts
 
 

@@ -9,10 +9,10 @@ from contextlib import asynccontextmanager
 
 from nio import RoomGetStateResponse
 
+from devkit.botproc import BotProcess
+from devkit.practitioner import Practitioner
 from storage import Database, Family, Involvement
-from tests.integration.botproc import BotProcess
 from tests.integration.conftest import BotFactory, MakePractitioner
-from tests.integration.harness import Practitioner
 
 REFERENCE = "LDC-2026-0042"
 

@@ -11,8 +11,8 @@ import pytest
 from nio import Event, ReactionEvent, RoomMessageNotice, RoomMessageText
 
 from bot.devserver import RELAXED_RATE_LIMITS, LocalSynapse, SynapseError
+from devkit.practitioner import HarnessError, Practitioner
 from tests.integration.conftest import MakePractitioner
-from tests.integration.harness import HarnessError, Practitioner
 
 
 async def test_encrypted_text_and_notice_round_trip(make_practitioner: MakePractitioner) -> None:

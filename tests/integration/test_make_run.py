@@ -11,7 +11,7 @@ import socket
 from pathlib import Path
 
 from bot.devserver import free_port
-from tests.integration.harness import Practitioner
+from devkit.practitioner import Practitioner
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -16,10 +16,10 @@ from nio import ReactionEvent, RoomMessageNotice, RoomSendResponse
 from nio.api import Api
 
 from bot.clock import CLOCK_FILE_ENV
+from devkit.botproc import BotProcess
+from devkit.practitioner import Practitioner
 from storage import AuditEntry, Involvement, Prompt
-from tests.integration.botproc import BotProcess
 from tests.integration.conftest import BotFactory, MakePractitioner
-from tests.integration.harness import Practitioner
 from tests.integration.replies import in_reply_to
 from tests.integration.test_family_rooms import activate, bot_database, create_family
 

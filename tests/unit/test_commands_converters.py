@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 import pytest
 
-from commands.converters import (
+from commands.framework.converters import (
     CaseReference,
     CaseReferenceConverter,
     Choice,
@@ -17,7 +17,7 @@ from commands.converters import (
     UserIdConverter,
     converter_for,
 )
-from commands.errors import BadArgument
+from commands.framework.errors import BadArgument
 
 
 @pytest.mark.parametrize(

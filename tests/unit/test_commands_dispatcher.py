@@ -8,12 +8,12 @@ from typing import Annotated, Literal
 
 import pytest
 
-from commands.context import CommandContext, RoomKind
-from commands.converters import CaseReference, Choice, Integer, Rest, UserId
-from commands.dispatcher import Dispatcher
-from commands.errors import UserInputError
-from commands.permissions import admin_only, any_of
-from commands.registry import (
+from commands.framework.context import CommandContext, RoomKind
+from commands.framework.converters import CaseReference, Choice, Integer, Rest, UserId
+from commands.framework.dispatcher import Dispatcher
+from commands.framework.errors import UserInputError
+from commands.framework.permissions import admin_only, any_of
+from commands.framework.registry import (
     DIRECT,
     FAMILY_ROOM,
     CommandRegistry,
@@ -21,7 +21,7 @@ from commands.registry import (
     group,
     subcommand_group,
 )
-from commands.reply import code, user
+from markup import code, user
 from tests.unit.test_commands_support import fake_tx, make_context
 
 SECRET = "database is locked at /var/lib/patchwork/secret.db"
@@ -318,7 +318,7 @@ async def test_user_error_from_the_handler_rolls_back_and_drops_its_replies() ->
 async def test_unexpected_error_gives_a_reference_and_logs_the_traceback(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with caplog.at_level(logging.ERROR, logger="commands.dispatcher"):
+    with caplog.at_level(logging.ERROR, logger="commands.framework.dispatcher"):
         ctx = await run("!fail")
     body = only_reply(ctx)
     match = re.fullmatch(
@@ -333,7 +333,7 @@ async def test_unexpected_error_gives_a_reference_and_logs_the_traceback(
     tx = fake_tx(ctx)
     assert tx.savepoints == ["rolled back"]
     assert tx.writes == []
-    [record] = [r for r in caplog.records if r.name == "commands.dispatcher"]
+    [record] = [r for r in caplog.records if r.name == "commands.framework.dispatcher"]
     assert match.group(1) in record.getMessage()
     assert "!fail" in record.getMessage()
     assert record.exc_info is not None

@@ -5,10 +5,17 @@ from __future__ import annotations
 import pytest
 
 from commands import help as help_module
-from commands.context import CommandContext, RoomKind
-from commands.converters import CaseReference, Rest, UserId
-from commands.dispatcher import Dispatcher
-from commands.registry import DIRECT, FAMILY_ROOM, CommandRegistry, command, group, subcommand_group
+from commands.framework.context import CommandContext, RoomKind
+from commands.framework.converters import CaseReference, Rest, UserId
+from commands.framework.dispatcher import Dispatcher
+from commands.framework.registry import (
+    DIRECT,
+    FAMILY_ROOM,
+    CommandRegistry,
+    command,
+    group,
+    subcommand_group,
+)
 from tests.unit.test_commands_support import make_context
 
 

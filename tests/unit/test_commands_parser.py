@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from commands.errors import UserInputError
-from commands.parser import (
+from commands.framework.errors import UserInputError
+from commands.framework.parser import (
     ArgumentReader,
     Invocation,
     command_text,

@@ -7,10 +7,10 @@ from typing import Annotated, Literal
 import pytest
 
 from commands import build_registry
-from commands.context import CommandContext, RoomKind
-from commands.converters import CaseReference, Choice, Integer, Rest, Text, UserId
-from commands.errors import CommandNotFound, UserInputError
-from commands.registry import (
+from commands.framework.context import CommandContext, RoomKind
+from commands.framework.converters import CaseReference, Choice, Integer, Rest, Text, UserId
+from commands.framework.errors import CommandNotFound, UserInputError
+from commands.framework.registry import (
     ANYWHERE,
     DIRECT,
     FAMILY_ROOM,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from commands.context import RoomKind
-from commands.registry import CommandRegistry
-from commands.reply import (
+from commands.framework.context import RoomKind
+from commands.framework.registry import CommandRegistry
+from markup import (
     Markup,
     Reply,
     blocks,

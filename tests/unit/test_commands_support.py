@@ -6,12 +6,33 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, timedelta
 
-from commands.context import CommandContext, RoomKind
-from commands.registry import CommandRegistry
+from bot.working_hours import WorkingHours
+from commands.framework.context import CommandContext, RoomKind, Services
+from commands.framework.registry import CommandRegistry
+from rooms.policy import TeamPolicy
+from rooms.prompts import PromptSettings
 
 NOW = datetime(2026, 3, 2, 10, 30, tzinfo=UTC)
+
+SERVICES = Services(
+    policy=TeamPolicy(
+        bot_user_id="@patchwork:example.org",
+        allowed_servers=frozenset({"example.org"}),
+        admins=frozenset(),
+        family_creators="anyone",
+        prompt_interval=timedelta(weeks=8),
+    ),
+    prompts=PromptSettings(
+        interval=timedelta(weeks=8),
+        remind_after=timedelta(days=3),
+        lapse_after=timedelta(days=14),
+        remove_on_lapse=True,
+        schedule=WorkingHours.from_names(("MO", "TU", "WE", "TH", "FR"), time(9), time(17), UTC),
+    ),
+)
+"""The operator's settings for framework tests, whose commands do not read them."""
 
 
 @dataclass
@@ -72,6 +93,7 @@ def make_context(
         tx=tx if tx is not None else FakeTransaction(),
         matrix=FakeMatrix({"@sam:example.org": "Sam Smith"}),
         registry=registry,
+        services=SERVICES,
         is_admin=is_admin,
     )
 

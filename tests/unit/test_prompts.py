@@ -12,7 +12,7 @@ import pytest
 from nio import RoomKickResponse, RoomSendResponse
 
 from bot.outbox import OutboxSender
-from commands.context import RoomKind
+from commands.framework.context import RoomKind
 from rooms.policy import TeamPolicy
 from rooms.prompts import (
     LAPSE_KICK_REASON,
@@ -443,6 +443,7 @@ async def react(db: Database, prompt: Prompt, sender: str, key: str, event_id: s
             key=key,
             event_id=event_id,
             settings=SETTINGS,
+            prefix=POLICY.command_prefix,
         )
 
 

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from nio import EncryptionError, Event, MatrixRoom, MegolmEvent, RoomMessageText
 
-from bot.app import team_policy
 from bot.clock import ManualClock
 from bot.config import Config, parse_config
 from bot.outbox import OutboxSender
 from bot.router import EventRouter
+from bot.settings import prompt_settings, team_policy
 from bot.sync import SyncLoop
 from commands import build_registry
 from storage import Database
@@ -117,7 +117,11 @@ def loop(tmp_path: Path, db: Database, client: FakeClient) -> SyncLoop:
     fake: Any = client
     policy = team_policy(config, BOT)
     router = EventRouter(
-        client=fake, config=config, registry=build_registry(), gateway=None, policy=policy
+        client=fake,
+        registry=build_registry(),
+        gateway=None,
+        policy=policy,
+        prompts=prompt_settings(config),
     )
     return SyncLoop(
         client=fake,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from commands.context import RoomKind
+from commands.framework.context import RoomKind
 from rooms.policy import TeamPolicy
 from storage import Database
 from tests.unit.test_team_commands_support import (

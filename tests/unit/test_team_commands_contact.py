@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from commands.context import RoomKind
+from commands.framework.context import RoomKind
 from storage import Database
 from tests.unit.test_team_commands_support import (
     DM,

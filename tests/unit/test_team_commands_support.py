@@ -17,9 +17,9 @@ import pytest
 from bot.clock import ManualClock
 from bot.working_hours import WorkingHours
 from commands import build_registry
-from commands.context import CommandContext, RoomKind
-from commands.dispatcher import Dispatcher
-from commands.reply import Reply
+from commands.framework.context import CommandContext, RoomKind, Services
+from commands.framework.dispatcher import Dispatcher
+from markup import Reply
 from rooms.family_room import on_room_created, request_family_room
 from rooms.membership import on_member_event
 from rooms.policy import TeamPolicy
@@ -114,10 +114,10 @@ async def run(
             tx=tx,
             matrix=matrix or FakeMatrix(),
             registry=registry,
-            services={"policy": policy, "prompts": SETTINGS},
+            services=Services(policy=policy, prompts=SETTINGS),
             is_admin=sender in policy.admins,
         )
-        assert await Dispatcher(registry).handle(ctx, body)
+        assert await Dispatcher(registry, prefix=policy.command_prefix).handle(ctx, body)
     return ctx.replies
 
 

@@ -3,7 +3,7 @@ the lead, admins and the person themselves), single cards, and an audit row per 
 
 from __future__ import annotations
 
-from commands.context import RoomKind
+from commands.framework.context import RoomKind
 from storage import Database, Family
 from tests.unit.test_team_commands_support import (
     ADMIN,

@@ -14,12 +14,13 @@ import re
 import types
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Annotated, Any, Generic, Literal, NewType, TypeVar, Union, get_args, get_origin
+from typing import Annotated, Generic, Literal, NewType, TypeVar, Union, get_args, get_origin
 
-from commands.errors import BadArgument, shorten
-from commands.reply import MATRIX_TO, Markup, code
+from commands.framework.errors import BadArgument, shorten
+from markup import MATRIX_TO, Markup, code
 
 T = TypeVar("T")
+Value = TypeVar("Value", covariant=True)
 
 UserId = NewType("UserId", str)
 """A syntactically valid Matrix user id, e.g. `@sam:example.org`."""
@@ -46,8 +47,8 @@ def quoted(raw: str) -> Markup:
     return code(shorten(raw))
 
 
-class Converter(ABC, Generic[T]):
-    """Turns one raw argument into a `T`, or raises BadArgument saying what was expected.
+class Converter(ABC, Generic[Value]):
+    """Turns one raw argument into a `Value`, or raises BadArgument saying what was expected.
 
     `label` is the placeholder in usage lines (`<label>`); None means use the parameter name.
     `bare` converters (choices) show their label without angle brackets, like `on|off`.
@@ -57,7 +58,7 @@ class Converter(ABC, Generic[T]):
     bare: bool = False
 
     @abstractmethod
-    def convert(self, raw: str) -> T:
+    def convert(self, raw: str) -> Value:
         """The value for `raw`; raises BadArgument naming the value and what is expected."""
 
 
@@ -227,12 +228,12 @@ class Integer(Converter[int]):
 class ParamSpec:
     """What an annotation says about a parameter: how to convert it, and how it is read."""
 
-    converter: Converter[Any]
+    converter: Converter[object]
     rest: bool
     optional: bool
 
 
-def converter_for(annotation: Any) -> ParamSpec:
+def converter_for(annotation: object) -> ParamSpec:
     """Choose the converter for a handler parameter from its type annotation.
 
     Raises TypeError for annotations no converter handles, so mistakes fail at start-up.
@@ -254,14 +255,14 @@ def converter_for(annotation: Any) -> ParamSpec:
     return ParamSpec(_default_converter(inner, annotation), rest, optional)
 
 
-def _unwrap_annotated(annotation: Any) -> tuple[tuple[Any, ...], Any]:
+def _unwrap_annotated(annotation: object) -> tuple[tuple[object, ...], object]:
     if get_origin(annotation) is Annotated:
         base, *metadata = get_args(annotation)
         return tuple(metadata), base
     return (), annotation
 
 
-def _default_converter(inner: Any, annotation: Any) -> Converter[Any]:
+def _default_converter(inner: object, annotation: object) -> Converter[object]:
     if inner is UserId:
         return UserIdConverter()
     if inner is CaseReference:

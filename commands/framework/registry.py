@@ -12,7 +12,7 @@ A command module looks like::
     COMMANDS = (invite,)
 
 The parameters after `ctx` become the command's arguments; their annotations choose the
-converters (see `commands.converters`) and their defaults make them optional.
+converters (see `commands.framework.converters`) and their defaults make them optional.
 """
 
 from __future__ import annotations
@@ -24,15 +24,15 @@ import re
 import typing
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from commands.context import RoomKind
-from commands.converters import Converter, converter_for
-from commands.errors import CommandNotFound, UserInputError, shorten
-from commands.reply import Markup, code
+from commands.framework.context import RoomKind
+from commands.framework.converters import Converter, converter_for
+from commands.framework.errors import CommandNotFound, UserInputError, shorten
+from markup import Markup, code
 
 if TYPE_CHECKING:
-    from commands.context import CommandContext
+    from commands.framework.context import CommandContext
 
 Handler = Callable[..., Awaitable[None]]
 """`async def handler(ctx: CommandContext, <arguments>) -> None`."""
@@ -83,9 +83,9 @@ class Param:
     """One argument of a command."""
 
     name: str
-    converter: Converter[Any]
+    converter: Converter[object]
     required: bool = True
-    default: Any = None
+    default: object = None
     rest: bool = False
 
     @property
@@ -214,7 +214,7 @@ class Group(Command):
 
 
 def params_from_handler(
-    handler: Handler, overrides: Mapping[str, Converter[Any]] | None = None
+    handler: Handler, overrides: Mapping[str, Converter[object]] | None = None
 ) -> tuple[Param, ...]:
     """The arguments a handler takes after `ctx`, read from its signature and annotations."""
     if not inspect.iscoroutinefunction(handler):
@@ -264,7 +264,7 @@ def command(
     where: Where = Where.ANYWHERE,
     permission: Permission | None = None,
     permission_message: str = DEFAULT_PERMISSION_MESSAGE,
-    converters: Mapping[str, Converter[Any]] | None = None,
+    converters: Mapping[str, Converter[object]] | None = None,
 ) -> Callable[[Handler], Command]:
     """Declare an async handler as a command; `converters` overrides the choice by annotation."""
 
@@ -294,7 +294,7 @@ def group(
     where: Where = Where.ANYWHERE,
     permission: Permission | None = None,
     permission_message: str = DEFAULT_PERMISSION_MESSAGE,
-    converters: Mapping[str, Converter[Any]] | None = None,
+    converters: Mapping[str, Converter[object]] | None = None,
 ) -> Callable[[Handler], Group]:
     """Declare a group whose handler runs when no subcommand is given ("!contact")."""
 

@@ -26,14 +26,13 @@ from __future__ import annotations
 
 import logging
 import secrets
-from typing import Any
 
-from commands.context import CommandContext
-from commands.converters import quoted
-from commands.errors import PermissionDenied, UserInputError
-from commands.parser import ArgumentReader, Invocation, parse_invocation
-from commands.registry import Command, CommandRegistry, Group
-from commands.reply import Markup, code, lines
+from commands.framework.context import CommandContext
+from commands.framework.converters import quoted
+from commands.framework.errors import PermissionDenied, UserInputError
+from commands.framework.parser import ArgumentReader, Invocation, parse_invocation
+from commands.framework.registry import Command, CommandRegistry, Group
+from markup import Markup, code, lines
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +124,8 @@ class Dispatcher:
             chain.append(child)
             command = child
 
-    def _convert(self, command: Command, reader: ArgumentReader) -> list[Any]:
-        values: list[Any] = []
+    def _convert(self, command: Command, reader: ArgumentReader) -> list[object]:
+        values: list[object] = []
         missing: list[str] = []
         for param in command.params:
             raw = reader.rest() if param.rest else reader.next()

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from urllib.parse import unquote
 
-from commands.errors import UserInputError
-from commands.reply import MATRIX_TO, code, text
+from commands.framework.errors import UserInputError
+from markup import MATRIX_TO, code, text
 
 DOUBLE_QUOTES = frozenset('"“”„')
 SINGLE_QUOTES = frozenset("'‘’‚")

@@ -1,25 +1,22 @@
-"""Patchwork's configuration: one YAML file, checked in full before the bot starts.
+"""The configuration's sections as frozen pydantic models, with their checks.
 
-Operators are council IT teams, not Python developers, so every problem is reported in one go,
-each naming its key path (``prompts.interval``) and what was expected, instead of pydantic's raw
-dump. Secrets come from the environment through ``${NAME}`` references so that the file itself
-can be kept in version control. All models are frozen: the configuration is read once at start-up
-and handed down to whatever needs it.
+Each section model forbids unknown keys and validates its own values; the field types shared by
+several sections (Matrix user ids, times of day, weekday codes) raise operator-facing messages.
+A check that spans several keys raises _KeyProblem to blame the one key an operator should fix.
+Each field's description says what is expected; error messages quote it.
 """
 
 from __future__ import annotations
 
 import difflib
-import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -27,64 +24,22 @@ from pydantic import (
     PlainSerializer,
     PlainValidator,
     SecretStr,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
-from pydantic.fields import FieldInfo
 
+from bot.config.errors import _KeyProblem, _kind
 from bot.durations import Duration, format_duration
 from bot.working_hours import WEEKDAY_CODES, WorkingHours, parse_weekday
-
-__all__ = [
-    "BotConfig",
-    "Config",
-    "ConfigError",
-    "HomeserverConfig",
-    "LoggingConfig",
-    "PolicyConfig",
-    "PromptsConfig",
-    "StorageConfig",
-    "WorkingHoursConfig",
-    "load_config",
-    "parse_config",
-]
-
-Loc = tuple[str | int, ...]
 
 _SERVER_NAME = r"(?:[0-9A-Za-z.-]{1,255}|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?"
 _SERVER_NAME_RE = re.compile(_SERVER_NAME)
 _USER_ID_RE = re.compile(rf"@(?P<localpart>[\x21-\x39\x3B-\x7E]+):(?P<server>{_SERVER_NAME})")
 _DEVICE_ID_RE = re.compile(r"[A-Za-z0-9_]+")
 _CLOCK_RE = re.compile(r"(?P<hour>[01]?\d|2[0-3]):(?P<minute>[0-5]\d)(?::(?P<second>[0-5]\d))?")
-_ENV_REFERENCE_RE = re.compile(r"\$(?P<escaped>\$?)\{(?P<name>[^{}]*)\}")
-_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_UNCLOSED_REFERENCE_RE = re.compile(r"\$\{(?![^{}]*\})")
 _PICKLE_KEY_MIN_LENGTH = 16
 _LONGEST_SWEEP = timedelta(hours=1)
-
-
-class ConfigError(Exception):
-    """The configuration cannot be used; problems lists every reason, one per key."""
-
-    def __init__(self, source: str, problems: Sequence[str]) -> None:
-        self.source = source
-        self.problems = list(problems)
-        super().__init__(source, self.problems)
-
-    def __str__(self) -> str:
-        count = len(self.problems)
-        heading = f"The configuration in {self.source} has {count} problem{'s' * (count != 1)}:"
-        return "\n".join([heading, *(f"  - {problem}" for problem in self.problems)])
-
-
-class _KeyProblem(ValueError):
-    """Raised by a section's own checks to blame one of its keys rather than the whole section."""
-
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(message)
-        self.key = key
 
 
 # Field types shared by several sections. Each raises ValueError with an operator-facing message,
@@ -469,263 +424,3 @@ class Config(_Section):
     logging: LoggingConfig = Field(
         default_factory=LoggingConfig, description="a section with level"
     )
-
-
-def load_config(path: Path) -> Config:
-    """Read and check the YAML file; relative paths inside it are relative to its folder."""
-    source = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(source, ["the file is not UTF-8 text"]) from None
-    except OSError as exc:
-        raise ConfigError(source, [f"cannot read the file: {exc.strerror or exc}"]) from None
-    try:
-        data = yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        raise ConfigError(source, [_describe_yaml_error(exc)]) from None
-    if data is None:
-        raise ConfigError(
-            source,
-            ["the file is empty (expected the sections homeserver, bot, storage and policy)"],
-        )
-    if not isinstance(data, Mapping):
-        raise ConfigError(
-            source,
-            [f"the file should hold sections of settings (key: value lines), not {_kind(data)}"],
-        )
-    return parse_config(data, source=source, environ=None, base_dir=path.parent)
-
-
-def parse_config(
-    data: Mapping[str, Any],
-    *,
-    source: str = "<config>",
-    environ: Mapping[str, str] | None = None,
-    base_dir: Path | None = None,
-) -> Config:
-    """Check already-loaded settings; ${NAME} references are filled from environ (os.environ).
-
-    Relative storage paths are resolved against base_dir (the current folder if not given).
-    """
-    if not isinstance(data, Mapping):
-        raise ConfigError(source, [f"the settings should be a mapping, not {_kind(data)}"])
-    env_problems: dict[Loc, str] = {}
-    filled = _substitute(data, os.environ if environ is None else environ, (), env_problems)
-    config: Config | None = None
-    found: list[tuple[Loc, str]] = []
-    try:
-        config = Config.model_validate(filled, context={"base_dir": base_dir})
-    except ValidationError as exc:
-        found = _describe_validation_error(exc)
-    problems = [f"{_key_path(loc)}: {message}" for loc, message in env_problems.items()]
-    problems += [
-        f"{_key_path(loc)}: {message}"
-        for loc, message in found
-        # A key whose variable is missing would only add a confusing second complaint.
-        if not any(loc[: len(bad)] == bad for bad in env_problems)
-    ]
-    if problems or config is None:
-        raise ConfigError(source, problems)
-    return config
-
-
-def _substitute(value: Any, environ: Mapping[str, str], loc: Loc, problems: dict[Loc, str]) -> Any:
-    """Fill ${NAME} references in every string; $${NAME} stands for a literal ${NAME}."""
-    if isinstance(value, Mapping):
-        return {
-            key: _substitute(item, environ, (*loc, str(key)), problems)
-            for key, item in value.items()
-        }
-    if isinstance(value, list | tuple):
-        return [
-            _substitute(item, environ, (*loc, index), problems) for index, item in enumerate(value)
-        ]
-    if not isinstance(value, str) or "${" not in value:
-        return value
-
-    def fill(match: re.Match[str]) -> str:
-        name = match["name"]
-        if match["escaped"]:
-            return "${" + name + "}"
-        if not _ENV_NAME_RE.fullmatch(name):
-            problems.setdefault(
-                loc,
-                f"{match[0]!r} is not a valid environment variable reference "
-                "(expected ${NAME} with letters, digits and underscores)",
-            )
-            return ""
-        if name not in environ:
-            problems.setdefault(
-                loc,
-                f"the environment variable {name} is not set "
-                "(expected it to hold this value when the bot starts)",
-            )
-            return ""
-        return environ[name]
-
-    if _UNCLOSED_REFERENCE_RE.search(value):
-        problems.setdefault(
-            loc, "has a ${ without its closing } (expected ${NAME} to read an environment variable)"
-        )
-        return value
-    return _ENV_REFERENCE_RE.sub(fill, value)
-
-
-def _describe_validation_error(exc: ValidationError) -> list[tuple[Loc, str]]:
-    described: list[tuple[Loc, str]] = []
-    for error in exc.errors(include_url=False):
-        loc: Loc = tuple(error["loc"])
-        ctx = error.get("ctx") or {}
-        cause = ctx.get("error")
-        if isinstance(cause, _KeyProblem):
-            loc = (*loc, cause.key)
-        described.append((loc, _describe_error(loc, error["type"], error["input"], ctx)))
-    return described
-
-
-def _describe_error(loc: Loc, kind: str, value: Any, ctx: Mapping[str, Any]) -> str:
-    """Turn one pydantic error into 'what is wrong (expected ...)'."""
-    if kind in ("value_error", "assertion_error"):
-        return str(ctx.get("error", "is not valid"))
-    if kind == "extra_forbidden":
-        return _unknown_key(loc)
-    problem = _problem_text(kind, value, ctx)
-    field = _field_at(loc)
-    if field is not None and field.description and not isinstance(loc[-1], int):
-        return f"{problem} (expected {field.description})"
-    return problem
-
-
-def _problem_text(kind: str, value: Any, ctx: Mapping[str, Any]) -> str:
-    if kind == "missing":
-        return "is missing"
-    if value is None:
-        return "has no value"
-    if kind in ("model_type", "dict_type", "model_attributes_type"):
-        return f"should be a section of settings (key: value lines), not {_kind(value)}"
-    if kind in ("string_type", "path_type"):
-        return f"should be text, not {_kind(value)}"
-    if kind in ("int_type", "int_parsing", "int_from_float"):
-        return f"should be a whole number, not {_kind(value)}"
-    if kind in ("bool_type", "bool_parsing"):
-        return f"{value!r} is not true or false"
-    if kind in ("list_type", "tuple_type", "set_type", "iterable_type"):
-        return f"should be a list, not {_kind(value)}"
-    if kind == "literal_error":
-        return f"{value!r} is not one of the choices"
-    if kind == "greater_than_equal":
-        return f"{value!r} is too small"
-    if kind == "less_than_equal":
-        return f"{value!r} is too large"
-    if kind in ("string_too_short", "too_short"):
-        return "is empty"
-    return f"is not valid ({kind})"
-
-
-def _unknown_key(loc: Loc) -> str:
-    model = _model_at(loc[:-1])
-    known = list(model.model_fields) if model is not None else []
-    close = difflib.get_close_matches(str(loc[-1]), known, n=1)
-    hint = f"did you mean {_key_path((*loc[:-1], close[0]))}? " if close else ""
-    return f"is not a known setting ({hint}expected one of: {', '.join(known)})"
-
-
-def _model_at(loc: Loc) -> type[BaseModel] | None:
-    model: type[BaseModel] | None = Config
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        if model is None or part not in model.model_fields:
-            return None
-        model = _section_type(model.model_fields[part])
-    return model
-
-
-def _field_at(loc: Loc) -> FieldInfo | None:
-    names = [part for part in loc if isinstance(part, str)]
-    if not names:
-        return None
-    parent = _model_at(tuple(names[:-1]))
-    if parent is None:
-        return None
-    return parent.model_fields.get(names[-1])
-
-
-def _section_type(field: FieldInfo) -> type[BaseModel] | None:
-    annotation = field.annotation
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    return None
-
-
-def _key_path(loc: Loc) -> str:
-    path = ""
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        else:
-            path += f".{part}" if path else part
-    return path or "(top level)"
-
-
-def _kind(value: Any) -> str:
-    """Name a YAML value's type the way an operator would."""
-    if value is None:
-        return "nothing"
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, int | float):
-        return f"the number {value}"
-    if isinstance(value, str):
-        return "text"
-    if isinstance(value, Mapping):
-        return "a section"
-    if isinstance(value, list | tuple):
-        return "a list"
-    return f"a {type(value).__name__}"
-
-
-class _ConfigLoader(yaml.SafeLoader):
-    """YAML as operators expect it: duplicate keys are errors and 9:30 stays text.
-
-    Plain YAML 1.1 silently keeps the last of two identical keys and reads 17:30 as the
-    base-60 number 1050, both of which would turn a typo into a wrong setting.
-    """
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[str] = set()
-        for key_node, _ in node.value:
-            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
-                if key_node.value in seen:
-                    raise yaml.constructor.ConstructorError(
-                        "while reading a section",
-                        node.start_mark,
-                        f"the key {key_node.value!r} appears twice",
-                        key_node.start_mark,
-                    )
-                seen.add(key_node.value)
-        return super().construct_mapping(node, deep=deep)
-
-
-_NUMBER_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
-_ConfigLoader.yaml_implicit_resolvers = {
-    first: [
-        (tag, re.compile(r"(?![^:]*:)" + pattern.pattern, pattern.flags))
-        if tag in _NUMBER_TAGS
-        else (tag, pattern)
-        for tag, pattern in resolvers
-    ]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-
-
-def _describe_yaml_error(exc: yaml.YAMLError) -> str:
-    if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
-        return f"the file is not valid YAML: {exc}"
-    mark = exc.problem_mark
-    problem = exc.problem or "cannot be read"
-    hint = ""
-    if "'@'" in problem or "'`'" in problem:
-        hint = " (values starting with @, such as Matrix user ids, must be in quotes)"
-    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}{hint}"

@@ -7,7 +7,7 @@ Messages may be `Markup` so values can be quoted as code; plain strings are esca
 
 from __future__ import annotations
 
-from commands.reply import Markup, code, text
+from markup import Markup, code, text
 
 
 class UserInputError(Exception):

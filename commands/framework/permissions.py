@@ -6,8 +6,8 @@ sender this family's lead?) belong with the commands that read it; these combine
 
 from __future__ import annotations
 
-from commands.context import CommandContext
-from commands.registry import Permission
+from commands.framework.context import CommandContext
+from commands.framework.registry import Permission
 
 
 async def admin_only(ctx: CommandContext) -> bool:

@@ -1,4 +1,4 @@
-"""A practitioner for integration tests: a real nio client with E2EE, driven by its own sync loop.
+"""A practitioner for tests and benchmarks: a real nio E2EE client, driven by its own sync loop.
 
 The loop does what Element does in the background (sync, upload and query keys, claim one-time
 keys, send queued to-device messages) and records what the practitioner sees, so a test can say

@@ -1,8 +1,10 @@
-"""What the bot says back: `m.notice` replies with a plain body and an HTML body written once.
+"""The message markup every layer may use: text with its HTML twin, pills, dates as people
+write them, and the content of an outgoing `m.notice`.
 
-Every reply carries `m.mentions`, empty unless a command names someone on purpose, so a pill
-in a reply never pings anybody by accident. Command modules build text with `Markup`, which
-escapes every plain string it is given, so user-supplied text cannot turn into HTML.
+This is a leaf: it imports nothing from Patchwork. Everything the bot says is built with
+`Markup`, which escapes every plain string it is given, so user-supplied text cannot turn into
+HTML. Every message carries `m.mentions`, empty unless someone is named on purpose, so a pill
+never pings anybody by accident.
 """
 
 from __future__ import annotations
@@ -10,10 +12,21 @@ from __future__ import annotations
 import html as _html
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 HTML_FORMAT = "org.matrix.custom.html"
 MATRIX_TO = "https://matrix.to/#/"
+
+
+def day(value: date) -> str:
+    """A date as people write it ("2 Mar 2026"); a time would suggest false precision."""
+    return f"{value.day} {value:%b %Y}"
+
+
+def long_day(value: date) -> str:
+    """A date with its weekday ("Mon 3 Aug 2026"), for days someone must act by."""
+    return f"{value:%a} {value.day} {value:%b %Y}"
 
 
 def escape(text: str) -> str:

@@ -1,0 +1,20 @@
+"""The narrow interface through which the team logic and the commands reach Matrix.
+
+`bot` provides the real one over the live nio client; unit tests hand in a recording fake.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class MatrixGateway(Protocol):
+    """What commands and rooms may ask of Matrix."""
+
+    async def get_display_name(self, user_id: str) -> str | None: ...
+
+    async def user_exists(self, user_id: str) -> bool: ...
+
+    async def room_members(self, room_id: str) -> dict[str, str]:
+        """Membership ("join", "invite", ...) by user id."""
+        ...

@@ -1,0 +1,406 @@
+"""The sweep: sending what has fallen due, in batches of one transaction each.
+
+All the state lives in SQLite (`involvement.next_prompt_at` and the `prompt` rows), so `sweep`
+can run at any moment, any number of times, and after any crash. Each sweep, only while working
+hours are open, does:
+
+1. lapses: reminded prompts still unanswered after `lapse_after` end the involvement as
+   `lapsed`, remove the practitioner from the room (if `remove_on_lapse`), tell the lead in the
+   room, and report a lapsed lead to the administrators;
+2. reminders: prompts unanswered after `remind_after` get one reminder;
+3. prompts: involvements whose `next_prompt_at` has come get one question in their family room,
+   mentioning the practitioner; those still away (`away_until`) wait until they are back.
+
+Every outbox item's transaction id comes from the prompt (the involvement and its due date), and
+the prompt row is unique per due date, so nothing is asked, reminded or removed twice, whatever
+is replayed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+from markup import Markup, Reply, blocks, paragraph, user
+from rooms.actions import kick_user, post_notice
+from rooms.people import named
+from rooms.policy import TeamPolicy
+from rooms.prompts.answers import PROMPT_PAYLOAD_KEY, iso
+from rooms.prompts.schedule import (
+    PromptSettings,
+    back_from_away,
+    is_away,
+    lapse_due,
+    local_today,
+)
+from rooms.prompts.wording import (
+    LAPSE_KICK_REASON,
+    admin_report_text,
+    admin_request,
+    lapsed_text,
+    prompt_text,
+    reminder_text,
+)
+from storage import (
+    BACKGROUND,
+    Database,
+    Family,
+    Involvement,
+    Practitioner,
+    Prompt,
+    Transaction,
+    transaction_id,
+)
+
+log = logging.getLogger(__name__)
+
+DirectRooms = Callable[[str], str | None]
+"""The id of an encrypted one-to-one room the bot shares with a user, if it knows one."""
+
+
+@dataclass
+class SweepReport:
+    """What one sweep did; `queued` says whether the outbox has something new to send."""
+
+    prompted: int = 0
+    reminded: int = 0
+    lapsed: int = 0
+    deferred: int = 0
+    skipped: int = 0
+    closed_hours: bool = False
+    batches: int = 0
+    prompted_users: list[str] = field(default_factory=list, repr=False)
+
+    @property
+    def queued(self) -> bool:
+        return bool(self.prompted or self.reminded or self.lapsed)
+
+
+async def sweep(
+    db: Database,
+    settings: PromptSettings,
+    policy: TeamPolicy,
+    *,
+    direct_rooms: DirectRooms | None = None,
+) -> SweepReport:
+    """Send what has fallen due: lapses, then reminders, then new prompts (module docstring).
+
+    Nothing happens outside working hours; what is due simply waits for the next opening.
+    """
+    report = SweepReport()
+    async with db.read() as tx:
+        now = tx.now()
+    if not settings.schedule.is_open(now):
+        report.closed_hours = True
+        return report
+
+    async def lapses(tx: Transaction, after_id: int) -> int:
+        return await _lapse_batch(tx, settings, policy, direct_rooms, report, after_id)
+
+    async def reminders(tx: Transaction, after_id: int) -> int:
+        return await _reminder_batch(tx, settings, policy, report, after_id)
+
+    await _in_batches(db, lapses, report)
+    await _in_batches(db, reminders, report)
+    await _prompt_batches(db, settings, policy, report)
+    if report.queued or report.deferred:
+        log.info(
+            "prompt sweep: %d prompted, %d reminded, %d lapsed, %d deferred (away)",
+            report.prompted,
+            report.reminded,
+            report.lapsed,
+            report.deferred,
+        )
+    return report
+
+
+Batch = Callable[[Transaction, int], Awaitable[int]]
+"""Handles up to one batch of rows with ids above the cursor; returns the last id handled
+(or the cursor itself when nothing was left)."""
+
+
+async def _in_batches(db: Database, batch: Batch, report: SweepReport) -> None:
+    """Run `batch` in its own transaction until it finds nothing more; the id cursor means
+    a row that cannot be handled is passed over instead of being fetched forever."""
+    cursor = 0
+    while True:
+        async with db.transaction() as tx:
+            last = await batch(tx, cursor)
+        report.batches += 1
+        if last == cursor:
+            return
+        cursor = last
+
+
+async def _prompt_batches(
+    db: Database, settings: PromptSettings, policy: TeamPolicy, report: SweepReport
+) -> None:
+    """Every handled involvement gets a new `next_prompt_at` (none while its prompt is open,
+    or a later one while its practitioner is away), so each batch only sees rows not yet seen."""
+    while True:
+        async with db.transaction() as tx:
+            due = await tx.involvements.due_for_prompt(tx.now(), settings.batch_size)
+            await _prompt_batch(tx, due, settings, policy, report)
+        report.batches += 1
+        if len(due) < settings.batch_size:
+            return
+
+
+@dataclass
+class _Loaded:
+    """What a batch reads up front, a query per kind rather than a few per row: the
+    sweep after a long outage handles thousands of rows, and each query is a thread hop."""
+
+    families: dict[int, Family | None]
+    people: dict[str, Practitioner]
+    leads: dict[int, Involvement | None] = field(default_factory=dict)
+
+    @classmethod
+    async def of(cls, tx: Transaction, involvements: Iterable[Involvement]) -> _Loaded:
+        rows = list(involvements)
+        families: dict[int, Family | None] = {}
+        for family_id in sorted({row.family_id for row in rows}):
+            families[family_id] = await tx.families.get(family_id)
+        return cls(families, await tx.practitioners.many(row.user_id for row in rows))
+
+    def name(self, user_id: str) -> str | None:
+        practitioner = self.people.get(user_id)
+        return None if practitioner is None else practitioner.display_name
+
+    async def lead(self, tx: Transaction, family_id: int) -> Involvement | None:
+        """The family's lead, read once per batch; a lapse of the lead updates the copy."""
+        if family_id not in self.leads:
+            self.leads[family_id] = await tx.involvements.lead(family_id)
+        return self.leads[family_id]
+
+
+async def _prompt_batch(
+    tx: Transaction,
+    due: list[Involvement],
+    settings: PromptSettings,
+    policy: TeamPolicy,
+    report: SweepReport,
+) -> None:
+    loaded = await _Loaded.of(tx, due)
+    now = tx.now()
+    cleared: list[int] = []
+    audit_rows: list[tuple[int | None, dict[str, object]]] = []
+    for involvement in due:
+        due_at = involvement.next_prompt_at
+        family = loaded.families.get(involvement.family_id)
+        if (
+            due_at is None
+            or family is None
+            or not family.is_open
+            or family.room_id is None
+            or involvement.membership != "join"
+        ):
+            # Nobody to ask, or nowhere to ask them; a later join schedules a fresh prompt.
+            cleared.append(involvement.id)
+            report.skipped += 1
+            continue
+        practitioner = loaded.people.get(involvement.user_id)
+        if practitioner is not None and is_away(practitioner, now, settings.zone):
+            assert practitioner.away_until is not None
+            back = back_from_away(practitioner.away_until, settings.zone)
+            opening = settings.schedule.next_open(back).astimezone(UTC)
+            await tx.involvements.set_next_prompt(involvement.id, opening)
+            report.deferred += 1
+            continue
+        # No next prompt while this one is open: the answer (or the lapse) decides what follows.
+        cleared.append(involvement.id)
+        prompt_id = await tx.prompts.insert(involvement.id, due_at)
+        if prompt_id is None:
+            report.skipped += 1  # already asked for this due date
+            continue
+        question = prompt_text(
+            involvement, loaded.name(involvement.user_id), settings, policy.command_prefix
+        )
+        await tx.outbox.enqueue(
+            prompt_transaction_id(involvement.id, due_at),
+            family.room_id,
+            "message",
+            {
+                "type": "m.room.message",
+                "content": Reply.from_markup(question).to_content(),
+                PROMPT_PAYLOAD_KEY: prompt_id,
+            },
+            priority=BACKGROUND,
+        )
+        audit_rows.append(
+            (
+                family.id,
+                {"user": involvement.user_id, "prompt_id": prompt_id, "due_at": iso(due_at)},
+            )
+        )
+        report.prompted += 1
+        report.prompted_users.append(involvement.user_id)
+    await tx.involvements.clear_next_prompts(cleared)
+    await tx.audit.append_many(policy.bot_user_id, "prompt", audit_rows)
+
+
+def prompt_transaction_id(involvement_id: int, due_at: datetime) -> str:
+    """One per involvement and due date, like the prompt row itself."""
+    return transaction_id("prompt", str(involvement_id), due_at.astimezone(UTC).isoformat())
+
+
+async def _reminder_batch(
+    tx: Transaction,
+    settings: PromptSettings,
+    policy: TeamPolicy,
+    report: SweepReport,
+    after_id: int,
+) -> int:
+    now = tx.now()
+    prompts = await tx.prompts.awaiting_reminder(
+        sent_before=now - settings.remind_after,
+        today=local_today(now, settings.zone),
+        after_id=after_id,
+        limit=settings.batch_size,
+    )
+    involvements = await tx.involvements.by_ids(prompt.involvement_id for prompt in prompts)
+    loaded = await _Loaded.of(tx, involvements.values())
+    reminded: list[int] = []
+    audit_rows: list[tuple[int | None, dict[str, object]]] = []
+    for prompt in prompts:
+        involvement = involvements.get(prompt.involvement_id)
+        family = None if involvement is None else loaded.families.get(involvement.family_id)
+        if involvement is None or family is None or family.room_id is None:
+            continue
+        deadline = lapse_due(replace(prompt, reminded_at=now), settings)
+        assert deadline is not None
+        content = Reply.from_markup(
+            reminder_text(
+                involvement,
+                loaded.name(involvement.user_id),
+                settings,
+                settings.schedule.next_open(deadline),
+                policy.command_prefix,
+            )
+        ).to_content()
+        if prompt.event_id is not None:
+            content["m.relates_to"] = {"m.in_reply_to": {"event_id": prompt.event_id}}
+        await tx.outbox.enqueue_message(
+            transaction_id("prompt", str(prompt.id), "reminder"),
+            family.room_id,
+            content,
+            priority=BACKGROUND,
+        )
+        reminded.append(prompt.id)
+        audit_rows.append((family.id, {"user": involvement.user_id, "prompt_id": prompt.id}))
+    await tx.prompts.mark_reminded_many(reminded)
+    await tx.audit.append_many(policy.bot_user_id, "prompt_reminder", audit_rows)
+    report.reminded += len(reminded)
+    return prompts[-1].id if prompts else after_id
+
+
+async def _lapse_batch(
+    tx: Transaction,
+    settings: PromptSettings,
+    policy: TeamPolicy,
+    direct_rooms: DirectRooms | None,
+    report: SweepReport,
+    after_id: int,
+) -> int:
+    now = tx.now()
+    prompts = await tx.prompts.awaiting_lapse(
+        sent_before=now - settings.lapse_after,
+        reminded_before=now - settings.notice_after_reminder,
+        today=local_today(now, settings.zone),
+        after_id=after_id,
+        limit=settings.batch_size,
+    )
+    involvements = await tx.involvements.by_ids(prompt.involvement_id for prompt in prompts)
+    loaded = await _Loaded.of(tx, involvements.values())
+    audit_rows: list[tuple[int | None, dict[str, object]]] = []
+    for prompt in prompts:
+        involvement = involvements.get(prompt.involvement_id)
+        if involvement is not None and await _lapse_one(
+            tx, prompt, involvement, loaded, settings, policy, direct_rooms, audit_rows
+        ):
+            report.lapsed += 1
+    await tx.audit.append_many(policy.bot_user_id, "lapse", audit_rows)
+    return prompts[-1].id if prompts else after_id
+
+
+async def _lapse_one(
+    tx: Transaction,
+    prompt: Prompt,
+    involvement: Involvement,
+    loaded: _Loaded,
+    settings: PromptSettings,
+    policy: TeamPolicy,
+    direct_rooms: DirectRooms | None,
+    audit_rows: list[tuple[int | None, dict[str, object]]],
+) -> bool:
+    family = loaded.families.get(involvement.family_id)
+    if family is None or family.room_id is None:
+        return False
+    if not await tx.prompts.answer(prompt.id, "lapsed"):
+        return False
+    await tx.involvements.end(involvement.id, "lapsed")
+    cause = ("prompt", str(prompt.id), "lapse")
+    removed = settings.remove_on_lapse and involvement.membership in ("invite", "join")
+    lead = await loaded.lead(tx, family.id)
+    lead_lapsed = lead is not None and lead.user_id == involvement.user_id
+    has_lead = lead is not None and lead.is_active and not lead_lapsed
+    if lead_lapsed and lead is not None:
+        loaded.leads[family.id] = replace(lead, status="ended")
+    audit_rows.append(
+        (
+            family.id,
+            {
+                "user": involvement.user_id,
+                "prompt_id": prompt.id,
+                "removed": removed,
+                "was_lead": lead_lapsed,
+            },
+        )
+    )
+    who = user(involvement.user_id, loaded.name(involvement.user_id))
+    message = lapsed_text(who, removed, policy.command_prefix)
+    parts: list[Markup] = []
+    if has_lead and lead is not None:
+        parts.append(paragraph(await named(tx, lead.user_id, mention=True) + ": " + message))
+    else:
+        parts.append(paragraph(message))
+        parts.append(admin_request(policy.admins, lead_lapsed, policy.command_prefix))
+    # The notice goes before the kick, so the person removed can still read why.
+    await post_notice(tx, family.room_id, blocks(*parts), *cause, "notice", priority=BACKGROUND)
+    if removed:
+        await kick_user(
+            tx,
+            family.room_id,
+            involvement.user_id,
+            LAPSE_KICK_REASON,
+            *cause,
+            "kick",
+            priority=BACKGROUND,
+        )
+    if not has_lead:
+        await _report_to_admins(tx, family, who, policy, direct_rooms, cause, lead_lapsed)
+    return True
+
+
+async def _report_to_admins(
+    tx: Transaction,
+    family: Family,
+    who: Markup,
+    policy: TeamPolicy,
+    direct_rooms: DirectRooms | None,
+    cause: tuple[str, ...],
+    lead_lapsed: bool,
+) -> None:
+    """Besides the mention in the family room (which reaches only admins who are in it), a
+    direct message to each administrator the bot already shares an encrypted chat with."""
+    if direct_rooms is None:
+        return
+    for admin in sorted(policy.admins):
+        room_id = direct_rooms(admin)
+        if room_id is None or await tx.families.by_room(room_id) is not None:
+            log.info("no direct chat with administrator %s to report a lapse in", admin)
+            continue
+        message = admin_report_text(who, family.reference, lead_lapsed, policy.command_prefix)
+        await post_notice(tx, room_id, message, *cause, "admin", admin, priority=BACKGROUND)

@@ -1,0 +1,153 @@
+"""What the still-involved prompts say: the question, the reminder, the answers' replies and
+the lapse notices. Only wording; `prefix` is the command prefix the dispatcher answers to."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta, tzinfo
+
+from markup import Markup, blocks, code, long_day, paragraph, text, user
+from rooms.prompts.schedule import PromptSettings
+from storage import Involvement
+
+YES = "\N{WHITE HEAVY CHECK MARK}"
+NO = "\N{CROSS MARK}"
+LAPSE_KICK_REASON = "Did not confirm they are still involved."
+LEAVE_KICK_REASON = "Said they are no longer involved."
+"""Kick reasons are unencrypted room state: fixed text, never what the practitioner wrote."""
+
+
+def local_day(at: datetime, zone: tzinfo) -> str:
+    """A local date with its weekday; a time would suggest precision."""
+    return long_day(at.astimezone(zone))
+
+
+def prompt_text(
+    involvement: Involvement, display_name: str | None, settings: PromptSettings, prefix: str
+) -> Markup:
+    who = user(involvement.user_id, display_name, mention=True)
+    if involvement.last_confirmed_at is not None:
+        since = f"You last confirmed on {local_day(involvement.last_confirmed_at, settings.zone)}"
+    else:
+        since = f"You joined this team on {local_day(involvement.started_at, settings.zone)}"
+    return blocks(
+        paragraph(
+            who + ", are you still involved with this family? " + since + ", and the team "
+            "relies on this list being right."
+        ),
+        paragraph(
+            f"React {YES} if you are, or {NO} if you are no longer involved. You can also send "
+            + code(f"{prefix}confirm")
+            + " or "
+            + code(f"{prefix}leave [reason]")
+            + "."
+        ),
+        paragraph(
+            "If I hear nothing I will remind you once; without an answer "
+            f"{duration(settings.lapse_after)} after this message, {_consequence(settings)}."
+        ),
+    )
+
+
+def reminder_text(
+    involvement: Involvement,
+    display_name: str | None,
+    settings: PromptSettings,
+    deadline: datetime,
+    prefix: str,
+) -> Markup:
+    who = user(involvement.user_id, display_name, mention=True)
+    return paragraph(
+        "A reminder, "
+        + who
+        + f": are you still involved with this family? React {YES} or {NO} to my question, or "
+        "send "
+        + code(f"{prefix}confirm")
+        + " or "
+        + code(f"{prefix}leave [reason]")
+        + f". Without an answer by {local_day(deadline, settings.zone)}, "
+        f"{_consequence(settings)}."
+    )
+
+
+def _consequence(settings: PromptSettings) -> str:
+    if settings.remove_on_lapse:
+        return "your involvement lapses and I remove you from this room"
+    return "your involvement lapses"
+
+
+def confirmed_text(who: Markup, involvement: Involvement, settings: PromptSettings) -> Markup:
+    when = involvement.next_prompt_at
+    message = "Thank you, " + who + ": you are confirmed as still involved with this family."
+    if when is not None:
+        message += f" I will ask again on {local_day(when, settings.zone)}."
+    return paragraph(message)
+
+
+def left_text(who: Markup, involvement: Involvement, removed: bool, prefix: str) -> Markup:
+    message = who + " is no longer involved with this family"
+    message += " and has left this room." if removed else "."
+    message += " Thank you for your work with them."
+    if involvement.is_lead:
+        message += " " + lead_handover_hint(prefix)
+    return paragraph(message)
+
+
+def lead_handover_hint(prefix: str) -> Markup:
+    """Said when a family's lead leaves; shared with the roster's own notices."""
+    return (
+        "They were this family's lead; an administrator can hand the lead role to another "
+        "member with " + code(f"{prefix}lead @user:server") + "."
+    )
+
+
+def lapsed_text(who: Markup, removed: bool, prefix: str) -> Markup:
+    message = who + " did not answer whether they are still involved, so their involvement has "
+    message += "lapsed" + (" and I removed them from this room." if removed else ".")
+    return message + (
+        " If they are still involved, invite them again with "
+        + code(f"{prefix}invite @user:server <role>")
+        + "."
+    )
+
+
+def admin_request(admins: Iterable[str], lead_lapsed: bool, prefix: str) -> Markup:
+    why = "They were this family's lead" if lead_lapsed else "This family has no active lead"
+    request: Markup = text(why + ". ")
+    ordered = sorted(admins)
+    if ordered:
+        request += "Administrators ("
+        for index, admin in enumerate(ordered):
+            request += (", " if index else "") + user(admin, mention=True)
+        request += "): "
+    request += "please hand the lead role to another member with " + code(
+        f"{prefix}lead @user:server"
+    )
+    return paragraph(request + ".")
+
+
+def admin_report_text(who: Markup, reference: str, lead_lapsed: bool, prefix: str) -> Markup:
+    what = "the lead of" if lead_lapsed else "a member of"
+    return paragraph(
+        who
+        + f" was {what} the team for family "
+        + code(reference)
+        + " and their involvement has lapsed, leaving it without an active lead. Please "
+        "hand the lead role to another member with "
+        + code(f"{prefix}lead @user:server")
+        + " in the room "
+        + code(f"Team {reference}")
+        + "."
+    )
+
+
+def duration(value: timedelta) -> str:
+    """Whole weeks or days, as a person would say them."""
+    days = value.days
+    if days and days % 7 == 0:
+        weeks = days // 7
+        return f"{weeks} week{'s' * (weeks != 1)}"
+    if days:
+        return f"{days} day{'s' * (days != 1)}"
+    hours = max(1, round(value.total_seconds() / 3600))
+    return f"{hours} hour{'s' * (hours != 1)}"
