@@ -18,6 +18,7 @@ from bot.scheduler import SweepScheduler
 from bot.settings import prompt_settings, team_policy
 from bot.sync import SyncLoop
 from commands import build_registry
+from rooms.failures import on_item_failed
 from rooms.family_room import on_room_created
 from rooms.prompts import on_message_sent, sweep
 from storage import Database, OutboxItem, Transaction
@@ -55,8 +56,15 @@ async def run_bot(config: Config, *, stop: asyncio.Event, clock: Clock = utc_now
             async def room_created(tx: Transaction, item: OutboxItem, room_id: str) -> None:
                 await on_room_created(tx, item.payload["family_id"], room_id, policy)
 
+            async def item_failed(tx: Transaction, item: OutboxItem, error: str) -> None:
+                await on_item_failed(tx, item, error, policy)
+
             outbox = OutboxSender(
-                db, client, on_room_created=room_created, on_sent=on_message_sent
+                db,
+                client,
+                on_room_created=room_created,
+                on_sent=on_message_sent,
+                on_failed=item_failed,
             )
             registry = build_registry()
             prompts = prompt_settings(config)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Iterable, Mapping
+from datetime import timedelta
 from pathlib import Path
 
 from nio import (
@@ -24,6 +26,7 @@ from bot.files import write_private
 
 log = logging.getLogger(__name__)
 
+PROFILE_TIMEOUT = timedelta(seconds=5)
 SESSION_FILE = "session.json"
 CROSS_SIGNING_FILE = "cross_signing_keys.json"
 E2EE_STORE_DIR = "e2ee"
@@ -155,19 +158,42 @@ async def refresh_device_keys(client: AsyncClient) -> None:
 
 
 class NioGateway:
-    """What commands and rooms may ask of Matrix, answered by the live nio client."""
+    """What commands and rooms may ask of Matrix, answered without a network call: commands
+    run inside the database's single write transaction, where a slow homeserver would hold up
+    everything. Names come from the synced room state; whether accounts exist was looked up
+    before the transaction began (`look_up_accounts`)."""
 
-    def __init__(self, client: AsyncClient) -> None:
+    def __init__(self, client: AsyncClient, accounts: Mapping[str, bool] | None = None) -> None:
         self._client = client
+        self._accounts = dict(accounts or {})
 
     async def get_display_name(self, user_id: str) -> str | None:
-        response = await self._client.get_displayname(user_id)
-        if isinstance(response, ProfileGetDisplayNameResponse):
-            return response.displayname
+        for room in self._client.rooms.values():
+            member = room.users.get(user_id)
+            if member is not None and member.display_name:
+                return str(member.display_name)
         return None
 
     async def user_exists(self, user_id: str) -> bool:
-        response = await self._client.get_profile(user_id)
+        if user_id not in self._accounts:
+            log.warning("no account look-up was made for %s before the command ran", user_id)
+        return self._accounts.get(user_id, False)
+
+    async def look_up_accounts(self, user_ids: Iterable[str]) -> NioGateway:
+        """A gateway that knows whether these accounts exist: profile look-ups made now,
+        concurrently and with a short timeout, outside any database transaction."""
+        wanted = sorted(set(user_ids))
+        found = await asyncio.gather(*(self._exists(user_id) for user_id in wanted))
+        return NioGateway(self._client, {**self._accounts, **dict(zip(wanted, found, strict=True))})
+
+    async def _exists(self, user_id: str) -> bool:
+        try:
+            response = await asyncio.wait_for(
+                self._client.get_profile(user_id), PROFILE_TIMEOUT.total_seconds()
+            )
+        except TimeoutError:
+            log.info("profile look-up of %s timed out", user_id)
+            return False
         return isinstance(response, ProfileGetResponse)
 
     async def room_members(self, room_id: str) -> dict[str, str]:

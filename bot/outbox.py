@@ -1,9 +1,15 @@
 """Sends what the bot has decided to say or do, exactly once, from the outbox table.
 
 Every item was written with a deterministic transaction id in the same database transaction
-as the event that caused it. The sender retries until the homeserver accepts the item;
-Synapse deduplicates a transaction id per device, so a retry after a crash (sent, but not yet
-marked as sent) cannot produce a second message.
+as the event that caused it. Synapse deduplicates a transaction id per device, so a retry after
+a crash (sent, but not yet marked as sent) cannot produce a second message.
+
+Every item ends sent or failed in a bounded time: an answer that retrying cannot change fails
+at once, any other error is retried with back-off up to `MAX_ATTEMPTS` times (about nine
+minutes), and only a homeserver that cannot be reached at all (an outage, which the sync loop
+waits out too) is retried without counting. A failed item goes to the `on_failed` hook, which
+tells the person who asked. Within a room, messages, kicks and state keep their order: when one
+cannot be sent, the room's later ones wait for it.
 """
 
 from __future__ import annotations
@@ -14,10 +20,12 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
+import aiohttp
 from nio import (
     AsyncClient,
     ErrorResponse,
     JoinedRoomsResponse,
+    JoinResponse,
     RoomCreateResponse,
     RoomGetStateEventResponse,
     RoomInviteResponse,
@@ -30,13 +38,27 @@ from nio.api import Api
 from bot.backoff import Backoff
 from bot.matrix import refresh_device_keys
 from rooms.family_room import FAMILY_STATE_EVENT
-from storage import Database, OutboxItem, Transaction
+from storage import ORDERED_KINDS, Database, OutboxItem, Transaction
 
 log = logging.getLogger(__name__)
 
-# Errors that retrying will never fix: the item is marked failed and logged.
-PERMANENT_ERRORS = {"M_FORBIDDEN", "M_NOT_FOUND", "M_BAD_JSON", "M_NOT_JSON", "M_TOO_LARGE"}
+# Answers that retrying will never change: the item fails at once.
+PERMANENT_ERRORS = {
+    "M_FORBIDDEN",
+    "M_NOT_FOUND",
+    "M_BAD_JSON",
+    "M_NOT_JSON",
+    "M_TOO_LARGE",
+    "M_INVALID_PARAM",
+    "M_UNSUPPORTED_ROOM_VERSION",
+    "M_USER_DEACTIVATED",
+    "M_ROOM_IN_USE",
+    "M_INVALID_ROOM_STATE",
+}
+MAX_ATTEMPTS = 8
 MAX_RETRY_DELAY = timedelta(minutes=5)
+UNREACHABLE = (OSError, TimeoutError, aiohttp.ClientError)
+"""The homeserver itself did not answer: an outage, retried without counting."""
 IDLE_POLL_SECONDS = 30.0
 
 # Called in the same transaction that marks a create_room item sent: (tx, item, new room id).
@@ -45,6 +67,8 @@ RoomCreatedHook = Callable[[Transaction, OutboxItem, str], Awaitable[None]]
 # the homeserver returned one). What it writes commits with the "sent" mark, so a crash in
 # between replays both together (the homeserver deduplicates the resend).
 SentHook = Callable[[Transaction, OutboxItem, str | None], Awaitable[None]]
+# Called in the transaction that marks an item failed for good: (tx, item, why).
+FailedHook = Callable[[Transaction, OutboxItem, str], Awaitable[None]]
 
 
 class OutboxSender:
@@ -57,11 +81,13 @@ class OutboxSender:
         *,
         on_room_created: RoomCreatedHook | None = None,
         on_sent: SentHook | None = None,
+        on_failed: FailedHook | None = None,
     ) -> None:
         self._db = db
         self._client = client
         self._on_room_created = on_room_created
         self._on_sent = on_sent
+        self._on_failed = on_failed
         self._wake = asyncio.Event()
         self._backoff = Backoff(initial=1.0, maximum=60.0)
 
@@ -100,42 +126,52 @@ class OutboxSender:
 
     async def drain_once(self, limit: int = 50, *, stop: asyncio.Event | None = None) -> bool:
         """Send due items one at a time (so a rate limit slows us instead of piling up 429s);
-        return True if anything was attempted. A stop request ends the pass between items."""
+        return True if anything was attempted. A stop request ends the pass between items.
+
+        When an ordered item of a room is not sent, the room's later ordered items wait for
+        the next pass, so "goodbye" never overtakes a kick that is still to come.
+        """
         async with self._db.read() as tx:
             items = await tx.outbox.due(limit)
+        held: set[str] = set()
         for item in items:
             if stop is not None and stop.is_set():
                 break
-            await self._send_one(item)
+            ordered = item.kind in ORDERED_KINDS
+            if ordered and item.room_id in held:
+                continue
+            if not await self._send_one(item) and ordered:
+                held.add(item.room_id)
         return bool(items)
 
-    async def _send_one(self, item: OutboxItem) -> None:
+    async def _send_one(self, item: OutboxItem) -> bool:
+        """Try the item once; True if the homeserver accepted it."""
+        if item.kind == "create_room":
+            async with self._db.transaction() as tx:
+                await tx.outbox.mark_attempt(item.id)
         try:
             response = await self._perform(item)
+        except UNREACHABLE as exc:
+            log.debug("outbox item %s: homeserver not reachable", item.id, exc_info=True)
+            await self._retry(item, f"{type(exc).__name__}: {exc}", counted=False)
+            return False
         except Exception as exc:
-            # Connection failures, a room not yet known to the client, a key-sharing error:
-            # all are worth another try later.
+            # A room not yet known to the client, a key-sharing error: worth a few more tries.
             log.debug("outbox item %s raised", item.id, exc_info=True)
             await self._retry(item, f"{type(exc).__name__}: {exc}")
-            return
+            return False
         if isinstance(response, ErrorResponse):
             code = response.status_code or ""
             message = f"{code} {response.message}"
             if code in PERMANENT_ERRORS:
-                log.error("outbox item %s (%s) failed for good: %s", item.id, item.kind, message)
-                async with self._db.transaction() as tx:
-                    await tx.outbox.mark_failed(item.id, message)
-                return
-            await self._retry(item, message)
-            return
+                await self._fail(item, message)
+            else:
+                await self._retry(item, message)
+            return False
         self._backoff.reset()
         if isinstance(response, RoomCreateResponse):
-            room_id = str(response.room_id)
-            async with self._db.transaction() as tx:
-                if self._on_room_created is not None:
-                    await self._on_room_created(tx, item, room_id)
-                await tx.outbox.mark_sent(item.id, room_id)
-            return
+            await self._room_created(item, str(response.room_id))
+            return True
         result = getattr(response, "event_id", None)
         async with self._db.transaction() as tx:
             if self._on_sent is not None:
@@ -146,13 +182,48 @@ class OutboxSender:
                     # The send itself succeeded; a failing follow-up must not resend it forever.
                     log.exception("follow-up of outbox item %s failed", item.id)
             await tx.outbox.mark_sent(item.id, result)
+        return True
 
-    async def _retry(self, item: OutboxItem, error: str) -> None:
-        delay = min(MAX_RETRY_DELAY, timedelta(seconds=2 ** min(item.attempts, 10)))
-        log.warning("outbox item %s (%s) will be retried in %s: %s", item.id, item.kind,
-                    delay, error)
+    async def _room_created(self, item: OutboxItem, room_id: str) -> None:
+        """Attach the new room in the transaction that marks the item sent. If that fails, the
+        item fails (it is never retried: that would make another room) and the creator is
+        told; the room was recorded as tried, so nothing creates it again."""
+        try:
+            async with self._db.transaction() as tx:
+                if self._on_room_created is not None:
+                    await self._on_room_created(tx, item, room_id)
+                await tx.outbox.mark_sent(item.id, room_id)
+        except Exception as exc:
+            log.exception("setting up room %s of outbox item %s failed", room_id, item.id)
+            await self._fail(item, f"room {room_id} was created, then: {type(exc).__name__}")
+
+    async def _retry(self, item: OutboxItem, error: str, *, counted: bool = True) -> None:
+        attempts = item.attempts + 1  # this one included (a createRoom counted it before)
+        if counted and attempts >= MAX_ATTEMPTS:
+            await self._fail(item, f"{error} (after {attempts} attempts)")
+            return
+        delay = min(MAX_RETRY_DELAY, timedelta(seconds=2 ** min(item.attempts + 1, 10)))
+        log.warning(
+            "outbox item %s (%s) will be retried in %s: %s", item.id, item.kind, delay, error
+        )
         async with self._db.transaction() as tx:
-            await tx.outbox.mark_retry(item.id, error, tx.now() + delay)
+            await tx.outbox.mark_retry(
+                item.id,
+                error,
+                tx.now() + delay,
+                counted=counted and item.kind != "create_room",
+            )
+
+    async def _fail(self, item: OutboxItem, error: str) -> None:
+        log.error("outbox item %s (%s) failed for good: %s", item.id, item.kind, error)
+        async with self._db.transaction() as tx:
+            if self._on_failed is not None:
+                try:
+                    async with tx.savepoint():
+                        await self._on_failed(tx, item, error)
+                except Exception:
+                    log.exception("follow-up of failed outbox item %s failed", item.id)
+            await tx.outbox.mark_failed(item.id, error)
 
     async def _perform(self, item: OutboxItem) -> Any:
         payload = item.payload
@@ -177,6 +248,8 @@ class OutboxSender:
                 await client.room_kick(item.room_id, payload["user_id"], payload.get("reason")),
                 RoomKickResponse,
             )
+        if item.kind == "join":
+            return _ok_if(await client.join(item.room_id), JoinResponse)
         if item.kind == "leave":
             return _ok_if(await client.room_leave(item.room_id), RoomLeaveResponse)
         if item.kind == "state":
@@ -199,6 +272,7 @@ class OutboxSender:
         request = item.payload["request"]
         marker = _family_marker(request)
         if item.attempts > 0 and marker is not None:
+            # An earlier try was recorded before its request: it may have made the room.
             existing = await self._find_room_with_marker(marker)
             if existing is not None:
                 log.info("found the room %s created by an earlier try", existing)

@@ -1,20 +1,23 @@
 """Decides what one room event means for Patchwork and records its effects.
 
-The handler chain, for each event the sync loop hands over (inside the event's database
-transaction, after the inbox says it is new):
+Before the event's database transaction, `prepare` makes the only network calls a command may
+need (whether the accounts `!invite` names exist), so nothing waits on a homeserver while the
+database's single write lock is held. Then the handler chain, for each event the sync loop hands
+over (inside the event's database transaction, after the inbox says it is new):
 1. messages sent by the bot itself are ignored;
 2. a text message in a room that is not end-to-end encrypted gets, once per room, a notice
    saying why the bot will not work there, and nothing else;
 3. a text message that was not decrypted (plain text in an encrypted room) is ignored;
-4. any other text message goes to the command dispatcher, which answers commands and ignores
+4. a command from a user whose server is not on `policy.allowed_servers` gets a refusal saying
+   so, wherever it was sent (a "direct chat" included), and nothing else;
+5. any other text message goes to the command dispatcher, which answers commands and ignores
    chatter; its replies are written to the outbox in the same transaction;
-5. every `m.room.member` event (the bot's own kicks included) goes to `rooms.membership`,
+6. every `m.room.member` event (the bot's own kicks included) goes to `rooms.membership`,
    which mirrors it into the roster of a family room and ignores other rooms;
-6. an `m.reaction` from anyone but the bot goes to `rooms.prompts.on_reaction`, which takes a
+7. an `m.reaction` from anyone but the bot goes to `rooms.prompts.on_reaction`, which takes a
    ✅ or ❌ from a practitioner on their own open still-involved prompt as their answer and
-   ignores every other reaction. Reactions count whether they came encrypted (nio hands them
-   over decrypted) or in the clear, as some clients send them: a reaction's key and target
-   are visible to the homeserver either way.
+   ignores every other reaction. In an encrypted room only an encrypted reaction counts: one
+   sent in the clear could have been put there by anyone with access to the homeserver.
 Errors inside a command are handled by the dispatcher (see `commands.framework.dispatcher`);
 an error here propagates to the sync loop, which logs it and records the event as processed so
 one bad event cannot block the room.
@@ -28,11 +31,13 @@ from typing import Any
 from nio import AsyncClient, MatrixRoom, ReactionEvent, RoomMemberEvent, RoomMessageText
 
 from bot.direct_chats import is_direct_chat
+from bot.matrix import NioGateway
 from commands.framework.context import CommandContext, RoomKind, Services
-from commands.framework.dispatcher import Dispatcher
+from commands.framework.dispatcher import FAILURE_MESSAGE, Dispatcher
 from commands.framework.parser import command_text, parse_invocation
 from commands.framework.registry import CommandRegistry
 from markup import Reply
+from rooms.admission import server_rule
 from rooms.gateway import MatrixGateway
 from rooms.membership import on_member_event
 from rooms.policy import TeamPolicy
@@ -57,7 +62,7 @@ class EventRouter:
         *,
         client: AsyncClient,
         registry: CommandRegistry,
-        gateway: MatrixGateway,
+        gateway: NioGateway,
         policy: TeamPolicy,
         prompts: PromptSettings,
     ) -> None:
@@ -69,7 +74,18 @@ class EventRouter:
         self._dispatcher = Dispatcher(registry, prefix=policy.command_prefix)
         self._gateway = gateway
 
-    async def handle(self, tx: Transaction, room: MatrixRoom, event: Any) -> None:
+    async def prepare(self, room: MatrixRoom, event: Any) -> MatrixGateway:
+        """Outside any transaction: the gateway the event's command will use, with the accounts
+        it names already looked up."""
+        if isinstance(event, RoomMessageText) and event.sender != self._client.user_id:
+            named = self._dispatcher.accounts_named(command_text(event.body, event.formatted_body))
+            if named:
+                return await self._gateway.look_up_accounts(named)
+        return self._gateway
+
+    async def handle(
+        self, tx: Transaction, room: MatrixRoom, event: Any, matrix: MatrixGateway | None = None
+    ) -> None:
         if isinstance(event, RoomMemberEvent):
             await on_member_event(
                 tx,
@@ -84,8 +100,11 @@ class EventRouter:
                 policy=self._policy,
             )
         elif isinstance(event, RoomMessageText) and event.sender != self._client.user_id:
-            await self._handle_text(tx, room, event)
+            await self._handle_text(tx, room, event, matrix or self._gateway)
         elif isinstance(event, ReactionEvent) and event.sender != self._client.user_id:
+            if room.encrypted and not event.decrypted:
+                log.info("ignoring a reaction sent in the clear in encrypted room %s", room.room_id)
+                return
             await on_reaction(
                 tx,
                 room_id=room.room_id,
@@ -97,7 +116,20 @@ class EventRouter:
                 prefix=self._policy.command_prefix,
             )
 
-    async def _handle_text(self, tx: Transaction, room: MatrixRoom, event: RoomMessageText) -> None:
+    async def poisoned(self, tx: Transaction, room: MatrixRoom, event: Any, reference: str) -> None:
+        """An event that could not be handled however often it was tried: a command gets a
+        reply with the reference in the log, so its sender is never left in silence."""
+        if (
+            isinstance(event, RoomMessageText)
+            and event.sender != self._client.user_id
+            and parse_invocation(event.body, self._policy.command_prefix) is not None
+        ):
+            reply = Reply.plain(FAILURE_MESSAGE.format(reference=reference))
+            await enqueue_reply(tx, event, room.room_id, 0, reply)
+
+    async def _handle_text(
+        self, tx: Transaction, room: MatrixRoom, event: RoomMessageText, matrix: MatrixGateway
+    ) -> None:
         if not room.encrypted:
             if parse_invocation(
                 event.body, self._policy.command_prefix
@@ -109,18 +141,24 @@ class EventRouter:
         if not event.decrypted:
             log.info("ignoring an unencrypted message in encrypted room %s", room.room_id)
             return
+        body = command_text(event.body, event.formatted_body)
+        if not self._policy.allows(event.sender):
+            if parse_invocation(body, self._policy.command_prefix) is not None:
+                refusal = "Sorry, I cannot help you: " + server_rule(event.sender, self._policy)
+                await enqueue_reply(tx, event, room.room_id, 0, Reply.plain(refusal + "."))
+            return
         ctx = CommandContext(
             sender=event.sender,
             room_id=room.room_id,
             event_id=event.event_id,
             room_kind=await self._room_kind(tx, room),
             tx=tx,
-            matrix=self._gateway,
+            matrix=matrix,
             services=self._services,
             is_admin=self._policy.is_admin(event.sender),
             registry=self._registry,
         )
-        await self._dispatcher.handle(ctx, command_text(event.body, event.formatted_body))
+        await self._dispatcher.handle(ctx, body)
         for index, reply in enumerate(ctx.replies):
             await enqueue_reply(tx, event, room.room_id, index, reply)
 

@@ -3,6 +3,8 @@ configuration themselves; the process builds these once at start-up and hands th
 
 from __future__ import annotations
 
+import re
+
 from bot.config import Config
 from rooms.policy import TeamPolicy
 from rooms.prompts import PromptSettings
@@ -16,6 +18,7 @@ def team_policy(config: Config, bot_user_id: str) -> TeamPolicy:
         family_creators=config.policy.family_creators,
         prompt_interval=config.prompts.interval,
         timezone=config.prompts.working_schedule.timezone,
+        reference_pattern=re.compile(config.policy.reference_pattern),
     )
 
 

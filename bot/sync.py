@@ -6,12 +6,18 @@ the inbox of processed event ids, record the event's effects (roster rows, outbo
 its inbox row, and commit; only after all events of a sync response are committed does the
 token advance. A crash anywhere replays at most the events of one response, and the inbox
 makes the replay a no-op.
+
+An event whose handling fails is tried again with the whole response (the token does not
+advance), up to `MAX_EVENT_ATTEMPTS` times: a busy database or a dropped connection loses
+nothing. After that it is poison: it is recorded as processed so it cannot deafen the bot, and
+if it was a command its sender gets a reply with a reference id, never silence.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime, timedelta
 from typing import Any
 
 from nio import (
@@ -19,7 +25,6 @@ from nio import (
     EncryptionError,
     Event,
     InviteMemberEvent,
-    JoinError,
     MatrixRoom,
     MegolmEvent,
     MessageDirection,
@@ -33,15 +38,23 @@ from bot.config import Config
 from bot.matrix import refresh_device_keys
 from bot.outbox import OutboxSender
 from bot.router import EventRouter
+from commands.framework.dispatcher import new_reference
 from markup import Reply
 from rooms.policy import TeamPolicy
 from rooms.reconcile import reconcile_family
-from storage import Database, transaction_id
+from storage import Database, UndecryptedEvent, transaction_id
 
 log = logging.getLogger(__name__)
 
+
+class EventRetry(Exception):
+    """An event failed for now: the response is replayed after a back-off."""
+
 BACKFILL_PAGE_SIZE = 100
 BACKFILL_MAX_PAGES = 50
+MAX_EVENT_ATTEMPTS = 3
+PARKED_HORIZON = timedelta(days=1)
+"""How long an undecryptable event is kept after its sender was told, in case the key comes."""
 UNDECRYPTABLE_NOTICE = (
     "I could not read the message you sent, because its encryption key never reached me. "
     "Please send it again. If this keeps happening, check that your session is verified."
@@ -70,6 +83,7 @@ class SyncLoop:
         self._backoff = Backoff(initial=1.0, maximum=60.0)
         self._filter = {"room": {"timeline": {"limit": config.bot.timeline_limit}}}
         self._key_requested: set[str] = set()
+        self._failures: dict[str, int] = {}
         self.synced_once = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -160,10 +174,15 @@ class SyncLoop:
                 continue
             members = {user: "join" for user in room.users}
             members.update({user: "invite" for user in room.invited_users})
-            async with self._db.transaction() as tx:
-                changes = await reconcile_family(tx, family, members, self._policy)
+            try:
+                async with self._db.transaction() as tx:
+                    changes = await reconcile_family(tx, family, members, self._policy)
+            except Exception:
+                # One family that cannot be reconciled must not stop the bot (or the others).
+                log.exception("reconciling family %s failed; the next start tries again", family.id)
+                continue
             if changes:
-                log.info("reconciled %d roster changes in %s", len(changes), family.reference)
+                log.info("reconciled %d roster changes in family %s", len(changes), family.id)
         self._outbox.wake()
 
     async def process_event(self, room: MatrixRoom, event: Any, *, apply_effects: bool) -> None:
@@ -173,19 +192,41 @@ class SyncLoop:
         if isinstance(event, MegolmEvent) and apply_effects:
             await self._park_undecrypted(room.room_id, event)
             return
+        if not await self._apply(room, event, event_id, apply_effects=apply_effects):
+            raise EventRetry(event_id)
+
+    async def _apply(
+        self, room: MatrixRoom, event: Any, event_id: str, *, apply_effects: bool = True
+    ) -> bool:
+        """Handle an event once; True when it is recorded as processed (handled, or given up
+        on as poison), False when it failed for now and should be tried again."""
         try:
+            matrix = await self._router.prepare(room, event) if apply_effects else None
             async with self._db.transaction() as tx:
-                if await tx.sync.is_processed(event_id):
-                    return
-                if apply_effects:
-                    await self._router.handle(tx, room, event)
-                await tx.sync.mark_processed(event_id, room.room_id)
+                if not await tx.sync.is_processed(event_id):
+                    if apply_effects:
+                        await self._router.handle(tx, room, event, matrix)
+                    await tx.sync.mark_processed(event_id, room.room_id)
         except Exception:
-            # One event that cannot be handled must not block the room forever.
-            log.exception("event %s in %s could not be handled; skipping it", event_id,
-                          room.room_id)
+            failures = self._failures.get(event_id, 0) + 1
+            self._failures[event_id] = failures
+            if failures < MAX_EVENT_ATTEMPTS:
+                log.warning(
+                    "event %s in %s failed (attempt %d of %d); it will be tried again",
+                    event_id, room.room_id, failures, MAX_EVENT_ATTEMPTS, exc_info=True,
+                )
+                return False
+            reference = new_reference()
+            log.exception(
+                "event %s in %s failed %d times; giving up on it, reference %s",
+                event_id, room.room_id, failures, reference,
+            )
             async with self._db.transaction() as tx:
-                await tx.sync.mark_processed(event_id, room.room_id)
+                if not await tx.sync.is_processed(event_id):
+                    await self._router.poisoned(tx, room, event, reference)
+                    await tx.sync.mark_processed(event_id, room.room_id)
+        self._failures.pop(event_id, None)
+        return True
 
     async def _park_undecrypted(self, room_id: str, event: MegolmEvent) -> None:
         """Keep an event we cannot decrypt yet; it is retried whenever keys may have arrived."""
@@ -204,37 +245,47 @@ class SyncLoop:
             log.debug("room key request for %s not sent", event.session_id, exc_info=True)
 
     async def retry_undecrypted(self) -> None:
-        """Decrypt parked events whose keys have arrived; tell senders once after a grace period."""
+        """Decrypt parked events whose keys have arrived; tell senders once after a grace
+        period, and stop trying `PARKED_HORIZON` after that. One parked event that cannot be
+        handled never stops the others, or the sync token."""
         async with self._db.read() as tx:
             parked = await tx.sync.undecrypted()
             now = tx.now()
-        grace = self._config.bot.undecryptable_grace
         for item in parked:
-            event = MegolmEvent.from_dict(item.event_json)
-            decrypted: Event | None = None
-            if isinstance(event, MegolmEvent):
-                event.room_id = item.room_id
-                try:
-                    decrypted = self._client.decrypt_event(event)
-                except EncryptionError:
-                    decrypted = None
-            room = self._client.rooms.get(item.room_id)
-            if decrypted is not None and isinstance(decrypted, Event) and room is not None:
+            try:
+                await self._retry_parked(item, now)
+            except Exception:
+                log.exception("parked event %s could not be retried", item.event_id)
+
+    async def _retry_parked(self, item: UndecryptedEvent, now: datetime) -> None:
+        event = MegolmEvent.from_dict(item.event_json)
+        decrypted: Event | None = None
+        if isinstance(event, MegolmEvent):
+            event.room_id = item.room_id
+            try:
+                decrypted = self._client.decrypt_event(event)
+            except EncryptionError:
+                decrypted = None
+        room = self._client.rooms.get(item.room_id)
+        if decrypted is not None and isinstance(decrypted, Event) and room is not None:
+            if await self._apply(room, decrypted, item.event_id):
                 async with self._db.transaction() as tx:
-                    if not await tx.sync.is_processed(item.event_id):
-                        await self._router.handle(tx, room, decrypted)
-                        await tx.sync.mark_processed(item.event_id, item.room_id)
                     await tx.sync.remove_undecrypted(item.event_id)
-                continue
-            if item.notified_at is None and now - item.first_seen_at >= grace:
-                async with self._db.transaction() as tx:
-                    await tx.sync.mark_undecrypted_notified(item.event_id)
-                    reply = Reply.mention(item.sender, UNDECRYPTABLE_NOTICE)
-                    await tx.outbox.enqueue_message(
-                        transaction_id(item.event_id, "undecryptable"),
-                        item.room_id,
-                        reply.to_content(),
-                    )
+            return
+        grace = self._config.bot.undecryptable_grace
+        if item.notified_at is None and now - item.first_seen_at >= grace:
+            async with self._db.transaction() as tx:
+                await tx.sync.mark_undecrypted_notified(item.event_id)
+                reply = Reply.mention(item.sender, UNDECRYPTABLE_NOTICE)
+                await tx.outbox.enqueue_message(
+                    transaction_id(item.event_id, "undecryptable"),
+                    item.room_id,
+                    reply.to_content(),
+                )
+        elif item.notified_at is not None and now - item.notified_at >= PARKED_HORIZON:
+            async with self._db.transaction() as tx:
+                await tx.sync.mark_processed(item.event_id, item.room_id)
+                await tx.sync.remove_undecrypted(item.event_id)
 
     async def _backfill(self, room_id: str, prev_batch: str | None) -> list[Any]:
         """Page back through a gap in a limited timeline to the last event we processed."""
@@ -287,11 +338,16 @@ class SyncLoop:
             ):
                 inviter = event.sender
         if inviter is not None and self._policy.allows(inviter):
-            response = await self._client.join(room_id)
-            if isinstance(response, JoinError):
-                log.warning("could not join %s (invited by %s): %s", room_id, inviter, response)
-            else:
-                log.info("joined %s, invited by %s", room_id, inviter)
-            return
-        log.info("refusing invite to %s from %s: not on an allowed server", room_id, inviter)
-        await self._client.room_leave(room_id)
+            kind = "join"
+            log.info("joining %s, invited by %s", room_id, inviter)
+        else:
+            kind = "leave"
+            log.info("refusing invite to %s from %s: not on an allowed server", room_id, inviter)
+        # Through the outbox, so a join that fails for now is retried with back-off. Each
+        # invitation is answered once: a replay finds the answer still queued.
+        async with self._db.transaction() as tx:
+            earlier = await tx.outbox.for_room(room_id, ("join", "leave"))
+            if not any(item.is_pending for item in earlier):
+                await tx.outbox.enqueue(
+                    transaction_id(room_id, "invited", kind, str(len(earlier))), room_id, kind, {}
+                )

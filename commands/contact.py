@@ -40,6 +40,7 @@ LABELS: dict[str, str] = {
 }
 TEXT_LIMITS: dict[str, int] = {"name": 80, "org": 120, "title": 80}
 CONSENT_FIELDS = frozenset({"phone", "email"})
+PLACEHOLDERS: dict[str, str] = {"phone": "<number>", "email": "<address>"}
 
 PHONE_SYMBOLS = frozenset("0123456789 ()-")
 PHONE_DIGITS = (7, 15)
@@ -116,7 +117,8 @@ def clean(field: str, raw: str) -> str:
     description=(
         "For example: !contact set phone 01632 960123, !contact set email "
         "sam.patel@council.example, !contact set org Oak Primary School. Your details are "
-        "the same on every team you are on."
+        "the same on every team you are on. Give your phone number and email address in a "
+        "direct chat with me, not in a family room where the whole team reads them."
     ),
     where=ANYWHERE,
     converters={
@@ -126,6 +128,14 @@ def clean(field: str, raw: str) -> str:
 )
 async def contact_set(ctx: CommandContext, field: Field, value: Rest[str]) -> None:
     tx = ctx.tx
+    if field in CONSENT_FIELDS and ctx.room_kind is RoomKind.FAMILY:
+        raise UserInputError(
+            f"I have not saved your {LABELS[field]}: everyone on this team can read your "
+            "messages in this room. Please send "
+            + code(f"{ctx.prefix}contact set {field} {PLACEHOLDERS[field]}")
+            + " in a direct chat with me instead; you may want to delete your message here.",
+            show_usage=False,
+        )
     cleaned = clean(field, value)
     await tx.practitioners.ensure(ctx.sender)
     practitioner = await tx.practitioners.update_contact(ctx.sender, **{COLUMNS[field]: cleaned})

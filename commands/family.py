@@ -42,7 +42,7 @@ async def family_new(ctx: CommandContext, reference: CaseReference) -> None:
     tx = ctx.tx
     with team_rules():
         family = await request_family_room(
-            tx, reference, ctx.sender, ctx.services.policy, ctx.event_id
+            tx, reference, ctx.sender, ctx.services.policy, ctx.event_id, notify_room=ctx.room_id
         )
     ctx.reply(
         blocks(
@@ -121,7 +121,7 @@ async def family_basis(ctx: CommandContext, basis: Basis, note: Rest[str] | None
 async def family_informed(ctx: CommandContext, note: Rest[str] | None = None) -> None:
     tx = ctx.tx
     family = await _open_family(ctx)
-    updated = await tx.families.record_informed(family.id, note=note)
+    updated = await tx.families.record_informed(family.id, note=note, recorded_by=ctx.sender)
     await _recorded(
         ctx,
         family,
@@ -143,7 +143,9 @@ async def family_informed(ctx: CommandContext, note: Rest[str] | None = None) ->
 async def family_unsafe(ctx: CommandContext, reason: Rest[str]) -> None:
     tx = ctx.tx
     family = await _open_family(ctx)
-    updated = await tx.families.record_informed(family.id, not_informed_reason=reason)
+    updated = await tx.families.record_informed(
+        family.id, not_informed_reason=reason, recorded_by=ctx.sender
+    )
     await _recorded(
         ctx,
         family,

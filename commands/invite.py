@@ -38,6 +38,7 @@ INVITEE_STATE: dict[InviteRefusal, str] = {
     ),
     where=FAMILY_ROOM,
     converters={"role": Text(label="role", max_length=ROLE_LIMIT)},
+    checks_accounts=True,
 )
 async def invite(ctx: CommandContext, who: UserId, role: Rest[str]) -> None:
     tx = ctx.tx
@@ -60,6 +61,7 @@ async def invite(ctx: CommandContext, who: UserId, role: Rest[str]) -> None:
         f"Invited to this Patchwork team by {ctx.sender}",
         ctx.event_id,
         "invite",
+        requested_by=ctx.sender,
     )
     await tx.audit.append(
         ctx.sender, "invite", family_id=family.id, detail={"user": who, "role": role}

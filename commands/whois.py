@@ -78,15 +78,23 @@ class Member:
 async def whois(ctx: CommandContext, query: Rest[str] | None = None) -> None:
     tx = ctx.tx
     family = await current_family(ctx)
+    on_team = is_on_team(await tx.involvements.get(family.id, ctx.sender))
+    if not on_team and not ctx.is_admin:
+        # Refused look-ups are audited too, so the reply is given here, not raised (an error
+        # would roll the audit row back with the rest of the command).
+        await tx.audit.append(ctx.sender, "whois_refused", family_id=family.id)
+        ctx.reply(
+            "Only members of this family's team can see who is on it and how to reach them. "
+            "If you should be on the team, ask its lead to invite you."
+        )
+        return
     privileged = await lead_or_admin(ctx)
     members = await _visible_members(ctx, family.id, privileged)
     shown = members if query is None else [m for m in members if m.matches(query)]
-    await tx.audit.append(
-        ctx.sender,
-        "whois",
-        family_id=family.id,
-        detail={"query": query, "shown": [member.user_id for member in shown]},
-    )
+    detail: dict[str, object] = {"query": query, "shown": [member.user_id for member in shown]}
+    if not on_team:
+        detail["as_admin"] = True
+    await tx.audit.append(ctx.sender, "whois", family_id=family.id, detail=detail)
     if query is None:
         ctx.reply(_team(family.reference, shown, privileged, ctx.prefix))
     elif not shown:

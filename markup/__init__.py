@@ -130,11 +130,17 @@ def blocks(*parts: Markup | str) -> Markup:
 
 @dataclass(frozen=True)
 class Reply:
-    """One `m.notice` the bot will send."""
+    """One message the bot will send: an `m.notice`, or with `notify` an `m.text`.
+
+    Element's default push rules silence every `m.notice`, even one that mentions you, so a
+    message that asks someone to act (a prompt, a reminder, an alert) sets `notify` and lists
+    them in `mentions`; replies to commands stay quiet notices.
+    """
 
     body: str
     formatted_body: str
     mentions: tuple[str, ...] = ()
+    notify: bool = False
 
     @classmethod
     def plain(cls, body: str) -> Reply:
@@ -142,19 +148,21 @@ class Reply:
         return cls.from_markup(text(body))
 
     @classmethod
-    def from_markup(cls, markup: Markup) -> Reply:
-        return cls(markup.body, markup.html, markup.mentions)
+    def from_markup(cls, markup: Markup, *, notify: bool = False) -> Reply:
+        return cls(markup.body, markup.html, markup.mentions, notify)
 
     @classmethod
     def mention(cls, user_id: str, body: str, display_name: str | None = None) -> Reply:
-        """Address one person by name and ping them, e.g. for a message meant for them alone."""
-        return cls.from_markup(user(user_id, display_name, mention=True) + ": " + body)
+        """Address one person by name and notify them: a message meant for them to act on."""
+        return cls.from_markup(
+            user(user_id, display_name, mention=True) + ": " + body, notify=True
+        )
 
     def to_content(self) -> dict[str, Any]:
         """The `m.room.message` content; `m.mentions` is always present so nobody is pinged
         unless listed."""
         return {
-            "msgtype": "m.notice",
+            "msgtype": "m.text" if self.notify else "m.notice",
             "body": self.body,
             "format": HTML_FORMAT,
             "formatted_body": self.formatted_body,

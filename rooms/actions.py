@@ -20,19 +20,31 @@ CREATE_ROOM = "create_room"
 
 
 async def post_notice(
-    tx: Transaction, room_id: str, message: Markup, *cause: str, priority: int = INTERACTIVE
+    tx: Transaction,
+    room_id: str,
+    message: Markup,
+    *cause: str,
+    priority: int = INTERACTIVE,
+    notify: bool = False,
 ) -> bool:
-    """Queue an `m.notice`; only people in `message.mentions` are pinged. True if new."""
-    content = Reply.from_markup(message).to_content()
+    """Queue an `m.notice`, or with `notify` an `m.text` that notifies the people in
+    `message.mentions` (and only them). True if new."""
+    content = Reply.from_markup(message, notify=notify).to_content()
     return await tx.outbox.enqueue_message(
         transaction_id(*cause), room_id, content, priority=priority
     )
 
 
 async def invite_user(
-    tx: Transaction, room_id: str, user_id: str, reason: str | None, *cause: str
+    tx: Transaction,
+    room_id: str,
+    user_id: str,
+    reason: str | None,
+    *cause: str,
+    requested_by: str | None = None,
 ) -> bool:
-    payload: dict[str, Any] = {"user_id": user_id}
+    """Queue an invite; `requested_by` is told if it cannot be delivered."""
+    payload: dict[str, Any] = {"user_id": user_id, "requested_by": requested_by}
     if reason:
         payload["reason"] = reason
     return await tx.outbox.enqueue(transaction_id(*cause), room_id, INVITE, payload)

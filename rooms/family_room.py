@@ -14,6 +14,7 @@ from markup import Markup, code
 from rooms.actions import CREATE_ROOM, invite_user, send_state
 from rooms.errors import TeamRuleError
 from rooms.policy import TeamPolicy, server_of
+from rooms.references import example_for, follows, safety_problem
 from storage import ConflictError, Family, Involvement, NotFoundError, Transaction, transaction_id
 
 FAMILY_STATE_EVENT = "org.patchwork.family"
@@ -116,12 +117,19 @@ def _state(event_type: str, content: dict[str, Any]) -> dict[str, Any]:
 
 
 async def request_family_room(
-    tx: Transaction, reference: str, creator: str, policy: TeamPolicy, cause_event_id: str
+    tx: Transaction,
+    reference: str,
+    creator: str,
+    policy: TeamPolicy,
+    cause_event_id: str,
+    *,
+    notify_room: str | None = None,
 ) -> Family:
     """Record a new pending family and queue its room's creation; checks come first.
+    `notify_room` is where the creator asked, to tell them if the room cannot be made.
 
-    Raises TeamRuleError (nothing written) when the creator may not create families here or
-    the reference is already taken.
+    Raises TeamRuleError (nothing written) when the creator may not create families here,
+    the reference could be a name or is not in the operator's format, or it is already taken.
     """
     reference = reference.strip()
     if not policy.may_create_families(creator):
@@ -134,6 +142,7 @@ async def request_family_room(
             f"Family rooms can only be created by people with an account on "
             f"{policy.servers_text()}, and your account is on {server_of(creator)}."
         )
+    check_reference(reference, policy)
     if await tx.families.by_reference(reference) is not None:
         raise TeamRuleError(
             "There is already a family with the reference "
@@ -145,12 +154,37 @@ async def request_family_room(
         transaction_id(cause_event_id, "create-room"),
         creation_queue_key(family.id),
         CREATE_ROOM,
-        {"family_id": family.id, "request": create_room_request(reference, creator, policy)},
+        {"family_id": family.id, "request": create_room_request(reference, creator, policy)}
+        | ({} if notify_room is None else {"notify_room": notify_room}),
     )
     await tx.audit.append(
         creator, "family_create", family_id=family.id, detail={"reference": reference}
     )
     return family
+
+
+def check_reference(reference: str, policy: TeamPolicy) -> None:
+    """Refuse a reference that could be a name (always) or is not in the operator's format."""
+    problem = safety_problem(reference)
+    if problem is not None:
+        raise TeamRuleError(code(reference) + f" is not a case reference: {problem}.")
+    if follows(policy.reference_pattern, reference):
+        return
+    refusal = code(reference) + " is not a case reference in the format used here. "
+    example = example_for(policy.reference_pattern)
+    if example is None:
+        raise TeamRuleError(
+            refusal
+            + "Case references here must match the pattern "
+            + code(policy.reference_pattern.pattern)
+            + " set by your Patchwork administrator; please ask them for an example."
+        )
+    raise TeamRuleError(
+        refusal
+        + "Please use your case reference as your council writes it, for example "
+        + code(f"{policy.command_prefix}family new {example}")
+        + "."
+    )
 
 
 async def on_room_created(

@@ -7,9 +7,12 @@ configuration itself.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, timedelta, tzinfo
 from typing import Literal
+
+from rooms.references import DEFAULT_REFERENCE_PATTERN
 
 FamilyCreators = Literal["anyone", "admins"]
 
@@ -22,7 +25,8 @@ def server_of(user_id: str) -> str:
 
 @dataclass(frozen=True)
 class TeamPolicy:
-    """The operator's rules for teams: who may join, who administers, who may create rooms."""
+    """The operator's rules for teams: who may join, who administers, who may create rooms,
+    and what their case references look like."""
 
     bot_user_id: str
     allowed_servers: frozenset[str]
@@ -33,6 +37,9 @@ class TeamPolicy:
     timezone: tzinfo = UTC
     command_prefix: str = "!"
     """What commands start with; everything that quotes a command to people uses it."""
+    reference_pattern: re.Pattern[str] = DEFAULT_REFERENCE_PATTERN
+    """The operator's format for case references (`policy.reference_pattern`). It only narrows
+    the safety rules of `rooms.references`, which every reference keeps whatever it says."""
 
     def __post_init__(self) -> None:
         # Server names compare case-insensitively; normalise once instead of at every check.

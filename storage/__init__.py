@@ -17,6 +17,8 @@ from storage.models import (
     EndReason,
     Family,
     FamilyStatus,
+    GovernanceKind,
+    GovernanceRecord,
     Involvement,
     InvolvementStatus,
     LawfulBasis,
@@ -27,7 +29,13 @@ from storage.models import (
     PromptAnswer,
     UndecryptedEvent,
 )
-from storage.outbox import BACKGROUND, INTERACTIVE, OutboxRepository, transaction_id
+from storage.outbox import (
+    BACKGROUND,
+    INTERACTIVE,
+    ORDERED_KINDS,
+    OutboxRepository,
+    transaction_id,
+)
 from storage.practitioners import CONTACT_FIELDS, PractitionerRepository
 from storage.prompts import PromptRepository
 from storage.sync_state import SyncStateRepository
@@ -36,6 +44,7 @@ from storage.transaction import Transaction
 __all__ = [
     "BACKGROUND",
     "INTERACTIVE",
+    "ORDERED_KINDS",
     "CONTACT_FIELDS",
     "GENESIS_HASH",
     "LATEST_VERSION",
@@ -50,6 +59,8 @@ __all__ = [
     "Family",
     "FamilyRepository",
     "FamilyStatus",
+    "GovernanceKind",
+    "GovernanceRecord",
     "Involvement",
     "InvolvementRepository",
     "InvolvementStatus",

@@ -1,5 +1,8 @@
 """Families: one per case reference and room, with the governance records the law asks for
 (lawful basis, whether the family was told, closure). Never case notes or personal details.
+
+The family's columns hold the current governance record; every record made is also appended to
+`governance_record`, so re-recording adds to the family's history instead of overwriting it.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from storage.models import (
     OPEN_FAMILY_STATUSES,
     Family,
     FamilyStatus,
+    GovernanceKind,
+    GovernanceRecord,
     LawfulBasis,
 )
 
@@ -87,38 +92,72 @@ class FamilyRepository:
             raise ValueError(
                 f"unknown lawful basis {basis!r}; expected one of {', '.join(sorted(LAWFUL_BASES))}"
             )
-        return await self._update(
+        now = self._tx.now()
+        family = await self._update(
             family_id,
             "lawful_basis = ?, basis_recorded_by = ?, basis_recorded_at = ?, basis_note = ?,"
             " status = CASE WHEN status = 'pending' AND (family_informed_at IS NOT NULL"
             " OR not_informed_reason IS NOT NULL) THEN 'active' ELSE status END",
-            (basis, recorded_by, encode_time(self._tx.now()), note),
+            (basis, recorded_by, encode_time(now), note),
         )
+        await self._append(family_id, "basis", basis, note, recorded_by, now)
+        return family
 
     async def record_informed(
         self,
         family_id: int,
         note: str | None = None,
         not_informed_reason: str | None = None,
+        *,
+        recorded_by: str | None = None,
     ) -> Family:
         """Either the family was told (now), or why telling them would be unsafe; not both.
 
-        A pending family that already has its lawful basis becomes active.
+        A pending family that already has its lawful basis becomes active. `recorded_by` is
+        who said so, kept in the family's governance history.
         """
+        now = self._tx.now()
         if not_informed_reason is not None:
             if note is not None:
                 raise ValueError("give either a note that the family was told, or a reason not to")
-            return await self._update(
+            family = await self._update(
                 family_id,
                 "family_informed_at = NULL, informed_note = NULL, not_informed_reason = ?,"
                 f" {_ACTIVATE_WITH_BASIS}",
                 (not_informed_reason,),
             )
-        return await self._update(
+            await self._append(family_id, "unsafe", None, not_informed_reason, recorded_by, now)
+            return family
+        family = await self._update(
             family_id,
             "family_informed_at = ?, informed_note = ?, not_informed_reason = NULL,"
             f" {_ACTIVATE_WITH_BASIS}",
-            (encode_time(self._tx.now()), note),
+            (encode_time(now), note),
+        )
+        await self._append(family_id, "informed", None, note, recorded_by, now)
+        return family
+
+    async def history(self, family_id: int) -> list[GovernanceRecord]:
+        """Every governance record made for the family (basis, informed, unsafe), oldest first."""
+        rows = await self._tx.fetchall(
+            "SELECT * FROM governance_record WHERE family_id = ? ORDER BY id", (family_id,)
+        )
+        return [GovernanceRecord.from_row(row) for row in rows]
+
+    async def _append(
+        self,
+        family_id: int,
+        kind: GovernanceKind,
+        value: str | None,
+        note: str | None,
+        recorded_by: str | None,
+        at: datetime,
+    ) -> None:
+        """Add one row to the append-only history, at the time the family's columns got."""
+        await self._tx.execute(
+            "INSERT INTO governance_record (family_id, kind, value, note, recorded_by,"
+            " recorded_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (family_id, kind, value, note, recorded_by, encode_time(at)),
         )
 
     async def set_status(self, family_id: int, status: FamilyStatus) -> Family:

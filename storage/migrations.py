@@ -201,7 +201,58 @@ async def _v2_outbox_priority(tx: Transaction) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [_v1_initial_schema, _v2_outbox_priority]
+_GOVERNANCE_RECORD = (
+    """
+    CREATE TABLE governance_record (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        family_id INTEGER NOT NULL REFERENCES family (id),
+        kind TEXT NOT NULL CHECK (kind IN ('basis', 'informed', 'unsafe')),
+        value TEXT CHECK ((kind = 'basis' AND value IS NOT NULL AND value IN
+            ('public_task', 'legal_obligation', 'consent', 'vital_interests'))
+            OR (kind != 'basis' AND value IS NULL)),
+        note TEXT,
+        recorded_by TEXT,
+        recorded_at TEXT NOT NULL
+    )
+    """,
+    "CREATE INDEX governance_record_by_family ON governance_record (family_id, id)",
+    # Append-only, like the audit: a record that is made again adds a row.
+    """
+    CREATE TRIGGER governance_record_no_update BEFORE UPDATE ON governance_record
+    BEGIN SELECT RAISE(ABORT, 'governance records are append-only'); END
+    """,
+    """
+    CREATE TRIGGER governance_record_no_delete BEFORE DELETE ON governance_record
+    BEGIN SELECT RAISE(ABORT, 'governance records are append-only'); END
+    """,
+    # The records made so far become each family's first entries, oldest first. Nobody was
+    # recorded for `informed`, and no time for `unsafe`: the family's last change stands in.
+    """
+    INSERT INTO governance_record (family_id, kind, value, note, recorded_by, recorded_at)
+    SELECT family_id, kind, value, note, recorded_by, recorded_at FROM (
+        SELECT id AS family_id, 'basis' AS kind, lawful_basis AS value, basis_note AS note,
+            basis_recorded_by AS recorded_by,
+            COALESCE(basis_recorded_at, updated_at) AS recorded_at, 0 AS rank
+        FROM family WHERE lawful_basis IS NOT NULL
+        UNION ALL
+        SELECT id, 'informed', NULL, informed_note, NULL, family_informed_at, 1
+        FROM family WHERE family_informed_at IS NOT NULL
+        UNION ALL
+        SELECT id, 'unsafe', NULL, not_informed_reason, NULL, updated_at, 2
+        FROM family WHERE not_informed_reason IS NOT NULL
+    ) ORDER BY recorded_at, rank, family_id
+    """,
+)
+
+
+async def _v3_governance_history(tx: Transaction) -> None:
+    """Re-recording a lawful basis or whether the family was told adds to a history instead of
+    overwriting it; the family's columns keep the current value."""
+    for statement in _GOVERNANCE_RECORD:
+        await tx.execute(statement)
+
+
+MIGRATIONS: list[Migration] = [_v1_initial_schema, _v2_outbox_priority, _v3_governance_history]
 LATEST_VERSION = len(MIGRATIONS)
 
 

@@ -24,6 +24,7 @@ Membership = Literal["invite", "join", "leave", "ban"]
 InvolvementStatus = Literal["active", "ended"]
 EndReason = Literal["left", "removed", "lapsed", "case_closed"]
 PromptAnswer = Literal["yes", "no", "lapsed"]
+GovernanceKind = Literal["basis", "informed", "unsafe"]
 
 FAMILY_STATUSES: frozenset[str] = frozenset(get_args(FamilyStatus))
 LAWFUL_BASES: frozenset[str] = frozenset(get_args(LawfulBasis))
@@ -110,6 +111,36 @@ class Family:
             created_by=row["created_by"],
             created_at=decode_time(row["created_at"]),
             updated_at=decode_time(row["updated_at"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class GovernanceRecord:
+    """One governance record as it was made; later records add rows, never change this one.
+
+    `value` is the lawful basis for `basis` and None otherwise; `note` is the note given, or for
+    `unsafe` the reason telling the family would be unsafe. `recorded_by` is None for records
+    carried over from before the history was kept, where nobody was recorded.
+    """
+
+    id: int
+    family_id: int
+    kind: GovernanceKind
+    value: str | None
+    note: str | None
+    recorded_by: str | None
+    recorded_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Row) -> GovernanceRecord:
+        return cls(
+            id=row["id"],
+            family_id=row["family_id"],
+            kind=row["kind"],
+            value=row["value"],
+            note=row["note"],
+            recorded_by=row["recorded_by"],
+            recorded_at=decode_time(row["recorded_at"]),
         )
 
 

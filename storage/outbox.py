@@ -32,6 +32,11 @@ def transaction_id(*parts: str) -> str:
 INTERACTIVE = 0  # replies and notices caused by what someone just did
 BACKGROUND = -10  # scheduled work (prompts, reminders, lapses) that may wait behind replies
 
+ORDERED_KINDS = ("message", "kick", "state")
+"""Kinds that keep their order within a room ("goodbye" before the kick). Invites, joins and
+leaves stand alone, so an invite to a server that does not answer holds nothing else back.
+`due` spells the same list out in its SQL."""
+
 
 class OutboxRepository:
     def __init__(self, tx: Transaction) -> None:
@@ -84,17 +89,20 @@ class OutboxRepository:
     async def due(self, limit: int = 50) -> list[OutboxItem]:
         """Pending items whose retry time has come, highest priority first, then oldest first.
 
-        An item waits while an older pending item in the same room is still backing off, so
-        messages in one room go out in the order they were queued.
+        An ordered item (`ORDERED_KINDS`) waits while an older ordered item in the same room is
+        still backing off, so messages and kicks in one room go out in the order they were
+        queued.
         """
         now = encode_time(self._tx.now())
         rows = await self._tx.fetchall(
             "SELECT * FROM outbox AS item WHERE sent_at IS NULL AND failed_at IS NULL"
             " AND (next_attempt_at IS NULL OR next_attempt_at <= :now)"
-            " AND NOT EXISTS (SELECT 1 FROM outbox AS earlier"
+            " AND (item.kind NOT IN ('message', 'kick', 'state')"
+            "   OR NOT EXISTS (SELECT 1 FROM outbox AS earlier"
             "   WHERE earlier.room_id = item.room_id AND earlier.id < item.id"
+            "   AND earlier.kind IN ('message', 'kick', 'state')"
             "   AND earlier.sent_at IS NULL AND earlier.failed_at IS NULL"
-            "   AND earlier.next_attempt_at > :now)"
+            "   AND earlier.next_attempt_at > :now))"
             " ORDER BY priority DESC, id LIMIT :limit",
             {"now": now, "limit": limit},
         )
@@ -117,28 +125,61 @@ class OutboxRepository:
         )
         return [OutboxItem.from_row(row) for row in rows]
 
+    async def for_room(self, room_id: str, kinds: tuple[str, ...]) -> list[OutboxItem]:
+        """Every item of these kinds for a room (the bot's own joins and leaves), oldest first."""
+        rows = await self._tx.fetchall_in(
+            "SELECT * FROM outbox WHERE room_id = ? AND kind IN ({in_list}) ORDER BY id",
+            kinds,
+            (room_id,),
+        )
+        return sorted((OutboxItem.from_row(row) for row in rows), key=lambda item: item.id)
+
     async def mark_sent(self, item_id: int, result: str | None) -> None:
-        """Record success; `result` is what the homeserver returned (an event id, say)."""
+        """Record success; `result` is what the homeserver returned (an event id, say).
+
+        A sent message's content is cleared: the bot keeps no copies of what it said (a
+        `!whois` card holds contact details). What idempotency needs stays: the transaction id,
+        the room, the kind, and the payload's other keys.
+        """
         await self._update(
             item_id,
-            "sent_at = ?, result = ?, next_attempt_at = NULL",
+            "sent_at = ?, result = ?, next_attempt_at = NULL,"
+            " payload = CASE WHEN kind = 'message' THEN json_remove(payload, '$.content')"
+            " ELSE payload END",
             (encode_time(self._tx.now()), result),
         )
 
-    async def mark_retry(self, item_id: int, error: str, next_attempt_at: datetime) -> None:
-        """Count a failed attempt and hold the item back until `next_attempt_at`."""
+    async def mark_attempt(self, item_id: int) -> None:
+        """Record that an attempt is about to be made, before a request that has no
+        transaction id (createRoom), so a crash during it is known after a restart."""
+        await self._update(item_id, "attempts = attempts + 1", ())
+
+    async def mark_retry(
+        self, item_id: int, error: str, next_attempt_at: datetime, *, counted: bool = True
+    ) -> None:
+        """Hold the item back until `next_attempt_at`, counting the attempt unless `counted`
+        is False (it was counted already, or the homeserver itself could not be reached)."""
         await self._update(
             item_id,
-            "attempts = attempts + 1, last_error = ?, next_attempt_at = ?",
-            (error, encode_time(next_attempt_at)),
+            "attempts = attempts + ?, last_error = ?, next_attempt_at = ?",
+            (int(counted), error, encode_time(next_attempt_at)),
         )
 
     async def mark_failed(self, item_id: int, error: str) -> None:
         """Give up on the item: count the attempt and take it out of the queue for good."""
         await self._update(
             item_id,
-            "attempts = attempts + 1, last_error = ?, failed_at = ?, next_attempt_at = NULL",
+            "attempts = attempts + 1, last_error = ?, failed_at = ?, next_attempt_at = NULL,"
+            " payload = CASE WHEN kind = 'message' THEN json_remove(payload, '$.content')"
+            " ELSE payload END",
             (error, encode_time(self._tx.now())),
+        )
+
+    async def prune(self, before: datetime) -> int:
+        """Forget items sent or failed before `before`; returns how many."""
+        return await self._tx.execute(
+            "DELETE FROM outbox WHERE sent_at < :before OR failed_at < :before",
+            {"before": encode_time(before)},
         )
 
     async def pending_count(self) -> int:

@@ -36,6 +36,10 @@ class PromptRepository:
             (involvement_id, encode_time(due_at)),
         )
 
+    async def delete(self, prompt_id: int) -> bool:
+        """Forget a prompt that was never sent, so its involvement can be asked again."""
+        return await self._tx.execute("DELETE FROM prompt WHERE id = ?", (prompt_id,)) > 0
+
     async def get(self, prompt_id: int) -> Prompt | None:
         row = await self._tx.fetchone("SELECT * FROM prompt WHERE id = ?", (prompt_id,))
         return None if row is None else Prompt.from_row(row)

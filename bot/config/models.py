@@ -32,6 +32,7 @@ from pydantic import (
 from bot.config.errors import _KeyProblem, _kind
 from bot.durations import Duration, format_duration
 from bot.working_hours import WEEKDAY_CODES, WorkingHours, parse_weekday
+from rooms.references import DEFAULT_REFERENCE_PATTERN
 
 _SERVER_NAME = r"(?:[0-9A-Za-z.-]{1,255}|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?"
 _SERVER_NAME_RE = re.compile(_SERVER_NAME)
@@ -262,6 +263,11 @@ class PolicyConfig(_Section):
     family_creators: Literal["anyone", "admins"] = Field(
         default="anyone", description="who may create family rooms: anyone or admins"
     )
+    reference_pattern: str = Field(
+        default=DEFAULT_REFERENCE_PATTERN.pattern,
+        description="a regular expression that whole case references match, "
+        'e.g. "CIN/[0-9]{4}/[0-9]{5}"',
+    )
 
     @field_validator("allowed_servers", mode="after")
     @classmethod
@@ -282,6 +288,18 @@ class PolicyConfig(_Section):
                 "otherwise nobody could join a team)"
             )
         return tuple(names)
+
+    @field_validator("reference_pattern", mode="after")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(
+                f"{value!r} is not a regular expression Python can read ({exc}; expected "
+                'a pattern that whole case references match, e.g. "CIN/[0-9]{4}/[0-9]{5}")'
+            ) from None
+        return value
 
     @model_validator(mode="after")
     def _admins_on_allowed_servers(self) -> Self:

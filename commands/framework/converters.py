@@ -18,6 +18,7 @@ from typing import Annotated, Generic, Literal, NewType, TypeVar, Union, get_arg
 
 from commands.framework.errors import BadArgument, shorten
 from markup import MATRIX_TO, Markup, code
+from rooms.references import safety_problem
 
 T = TypeVar("T")
 Value = TypeVar("Value", covariant=True)
@@ -26,7 +27,7 @@ UserId = NewType("UserId", str)
 """A syntactically valid Matrix user id, e.g. `@sam:example.org`."""
 
 CaseReference = NewType("CaseReference", str)
-"""A family's case reference in upper case, e.g. `LDC-2026-0042`."""
+"""A family's case reference in upper case, e.g. `LDC-2026-0042` or `CIN/2026/00042`."""
 
 
 class RestMarker:
@@ -141,11 +142,14 @@ def _valid_server_name(server: str) -> bool:
     return port.startswith(":") and bool(PORT.fullmatch(digits)) and 0 < int(digits) <= 65535
 
 
-CASE_REFERENCE = re.compile(r"[A-Za-z]{2,6}-[0-9]{4}-[0-9]{1,6}")
-
-
 class CaseReferenceConverter(Converter[CaseReference]):
-    """A case reference such as LDC-2026-0042; letters are upper-cased."""
+    """A case reference in any council's format, such as LDC-2026-0042, CIN/2026/00042 or
+    123456; letters are upper-cased.
+
+    Only the rules that keep a name out of the unencrypted room name are checked here
+    (`rooms.references.safety_problem`); the operator's own format is checked where the
+    family is created, as it is a rule of this deployment rather than of the argument.
+    """
 
     example = "LDC-2026-0042"
 
@@ -154,11 +158,14 @@ class CaseReferenceConverter(Converter[CaseReference]):
 
     def convert(self, raw: str) -> CaseReference:
         value = raw.strip()
-        if not CASE_REFERENCE.fullmatch(value):
+        problem = safety_problem(value)
+        if problem is not None:
             raise BadArgument(
                 quoted(raw)
-                + " is not a case reference. A case reference is 2 to 6 letters, the year and "
-                "a number, separated by dashes, like " + code(self.example) + "."
+                + f" is not a case reference: {problem}. Use the council's case reference, "
+                "never the family's name (room names are not encrypted), like "
+                + code(self.example)
+                + "."
             )
         return CaseReference(value.upper())
 

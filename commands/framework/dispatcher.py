@@ -24,11 +24,12 @@ and the user sees only that reference. `BaseException`s such as cancellation are
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 
 from commands.framework.context import CommandContext
-from commands.framework.converters import quoted
+from commands.framework.converters import UserIdConverter, quoted
 from commands.framework.errors import PermissionDenied, UserInputError
 from commands.framework.parser import ArgumentReader, Invocation, parse_invocation
 from commands.framework.registry import Command, CommandRegistry, Group
@@ -55,6 +56,22 @@ class Dispatcher:
             raise ValueError("the command prefix must be a visible character")
         self.registry = registry
         self.prefix = prefix
+
+    def accounts_named(self, body: str) -> list[str]:
+        """The Matrix user ids a command that checks accounts names in its arguments, so the
+        process can look them up before the command's transaction; [] for anything else."""
+        invocation = parse_invocation(body, self.prefix)
+        command = None if invocation is None else self.registry.get(invocation.name)
+        if invocation is None or command is None or not command.checks_accounts:
+            return []
+        found: list[str] = []
+        try:
+            for arg in invocation.args:
+                with contextlib.suppress(UserInputError):
+                    found.append(UserIdConverter().convert(arg))
+        except UserInputError:
+            return []
+        return found
 
     async def handle(self, ctx: CommandContext, body: str) -> bool:
         """Run the command in `body`, if it is one; False means "not a command, ignored"."""

@@ -115,6 +115,9 @@ class Command:
     permission_message: str = DEFAULT_PERMISSION_MESSAGE
     parents: tuple[str, ...] = ()
     """Names of the enclosing groups; filled in by `Group`."""
+    checks_accounts: bool = False
+    """Whether the command asks if the Matrix accounts it names exist; the process looks them
+    up before the command's database transaction begins (see `Dispatcher.accounts_named`)."""
 
     def __post_init__(self) -> None:
         for name in (self.name, *self.aliases):
@@ -265,6 +268,7 @@ def command(
     permission: Permission | None = None,
     permission_message: str = DEFAULT_PERMISSION_MESSAGE,
     converters: Mapping[str, Converter[object]] | None = None,
+    checks_accounts: bool = False,
 ) -> Callable[[Handler], Command]:
     """Declare an async handler as a command; `converters` overrides the choice by annotation."""
 
@@ -279,6 +283,7 @@ def command(
             where=where,
             permission=permission,
             permission_message=permission_message,
+            checks_accounts=checks_accounts,
         )
 
     return build

@@ -224,7 +224,7 @@ async def _prompt_batch(
             "message",
             {
                 "type": "m.room.message",
-                "content": Reply.from_markup(question).to_content(),
+                "content": Reply.from_markup(question, notify=True).to_content(),
                 PROMPT_PAYLOAD_KEY: prompt_id,
             },
             priority=BACKGROUND,
@@ -278,7 +278,8 @@ async def _reminder_batch(
                 settings,
                 settings.schedule.next_open(deadline),
                 policy.command_prefix,
-            )
+            ),
+            notify=True,
         ).to_content()
         if prompt.event_id is not None:
             content["m.relates_to"] = {"m.in_reply_to": {"event_id": prompt.event_id}}
@@ -368,7 +369,10 @@ async def _lapse_one(
         parts.append(paragraph(message))
         parts.append(admin_request(policy.admins, lead_lapsed, policy.command_prefix))
     # The notice goes before the kick, so the person removed can still read why.
-    await post_notice(tx, family.room_id, blocks(*parts), *cause, "notice", priority=BACKGROUND)
+    # It asks the lead (or the administrators) to act, so it notifies them.
+    await post_notice(
+        tx, family.room_id, blocks(*parts), *cause, "notice", priority=BACKGROUND, notify=True
+    )
     if removed:
         await kick_user(
             tx,
@@ -403,4 +407,6 @@ async def _report_to_admins(
             log.info("no direct chat with administrator %s to report a lapse in", admin)
             continue
         message = admin_report_text(who, family.reference, lead_lapsed, policy.command_prefix)
-        await post_notice(tx, room_id, message, *cause, "admin", admin, priority=BACKGROUND)
+        await post_notice(
+            tx, room_id, message, *cause, "admin", admin, priority=BACKGROUND, notify=True
+        )

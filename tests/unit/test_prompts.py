@@ -127,7 +127,12 @@ def messages(items: list[OutboxItem], event_type: str = "m.room.message") -> lis
 
 
 def bodies(items: list[OutboxItem]) -> list[str]:
-    return [str(item.payload["content"]["body"]) for item in messages(items)]
+    """The bodies of queued messages; sent ones keep no content."""
+    return [
+        str(item.payload["content"]["body"])
+        for item in messages(items)
+        if "content" in item.payload
+    ]
 
 
 async def prompted_team(db: Database, clock: ManualClock) -> tuple[Family, FakeClient]:

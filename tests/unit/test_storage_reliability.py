@@ -190,9 +190,9 @@ async def test_backing_off_item_holds_back_later_items_in_its_room_only(
     db: Database, clock: ManualClock
 ) -> None:
     async with db.transaction() as tx:
-        await tx.outbox.enqueue("a1", ROOM_A, "invite", {})
-        await tx.outbox.enqueue("a2", ROOM_A, "notice", {})
-        await tx.outbox.enqueue("b1", ROOM_B, "notice", {})
+        await tx.outbox.enqueue("a1", ROOM_A, "message", {})
+        await tx.outbox.enqueue("a2", ROOM_A, "kick", {})
+        await tx.outbox.enqueue("b1", ROOM_B, "message", {})
         first = await tx.outbox.get("a1")
         assert first is not None
         await tx.outbox.mark_retry(first.id, "429", START + timedelta(seconds=10))
@@ -200,6 +200,17 @@ async def test_backing_off_item_holds_back_later_items_in_its_room_only(
     clock.advance(seconds=10)
     async with db.read() as tx:
         assert [item.txn_id for item in await tx.outbox.due()] == ["a1", "a2", "b1"]
+
+
+async def test_an_invite_backing_off_holds_back_nothing(db: Database, clock: ManualClock) -> None:
+    """An invite to a server that does not answer must not hold the room's replies hostage."""
+    async with db.transaction() as tx:
+        await tx.outbox.enqueue("a1", ROOM_A, "invite", {"user_id": "@far:away.example"})
+        await tx.outbox.enqueue("a2", ROOM_A, "message", {})
+        first = await tx.outbox.get("a1")
+        assert first is not None
+        await tx.outbox.mark_retry(first.id, "502 M_UNKNOWN", START + timedelta(minutes=5))
+        assert [item.txn_id for item in await tx.outbox.due()] == ["a2"]
 
 
 async def test_mark_sent_records_result_and_time(db: Database, clock: ManualClock) -> None:

@@ -126,3 +126,40 @@ async def test_contact_details_are_not_shown_to_a_room_without_consent(db: Datab
     assert "Email address: `tara@school.example`" in privately
     await direct(db, "!contact share on")
     assert "01632 960123" in (await say(db, "!contact", sender=TEACHER)).body
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "usage"),
+    [
+        ("phone", "01632 960123", "`!contact set phone <number>`"),
+        ("email", "tara@school.example", "`!contact set email <address>`"),
+        ("phone", "not a number", "`!contact set phone <number>`"),
+    ],
+)
+async def test_phone_and_email_are_not_taken_in_a_family_room(
+    db: Database, field: str, value: str, usage: str
+) -> None:
+    await active_family(db, joined=(TEACHER,))
+    before = await snapshot(db)
+    reply = (await say(db, f"!contact set {field} {value}", sender=TEACHER)).body
+    assert "everyone on this team can read" in reply
+    assert "direct chat with me" in reply
+    assert usage in reply
+    assert "Saved" not in reply
+    assert value not in reply
+    assert await snapshot(db) == before
+
+
+async def test_other_details_can_still_be_set_in_a_family_room(db: Database) -> None:
+    await active_family(db, joined=(TEACHER,))
+    for field, value in (("name", "Tara Patel"), ("org", "Oak Primary"), ("title", "Teacher")):
+        reply = (await say(db, f"!contact set {field} {value}", sender=TEACHER)).body
+        assert reply.startswith("Saved your "), reply
+    async with db.read() as tx:
+        practitioner = await tx.practitioners.get(TEACHER)
+    assert practitioner is not None
+    assert (practitioner.display_name, practitioner.organisation, practitioner.job_title) == (
+        "Tara Patel",
+        "Oak Primary",
+        "Teacher",
+    )

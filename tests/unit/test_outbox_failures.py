@@ -1,0 +1,279 @@
+"""The outbox on its failure paths, over a real database and a recording fake of nio: a room is
+created once whatever fails around it, every item ends sent or failed in bounded time, one
+stuck item holds back only what must wait for it, and the person who asked is told."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from nio import (
+    ErrorResponse,
+    JoinedRoomsResponse,
+    RoomCreateResponse,
+    RoomGetStateEventResponse,
+    RoomInviteResponse,
+    RoomKickResponse,
+    RoomSendResponse,
+)
+
+from bot.outbox import MAX_ATTEMPTS, OutboxSender
+from rooms.failures import on_item_failed
+from rooms.family_room import FAMILY_STATE_EVENT, on_room_created
+from rooms.prompts import on_message_sent
+from storage import Database, OutboxItem, Transaction
+from tests.unit.test_team_commands_support import (
+    DM,
+    LEAD,
+    NURSE,
+    POLICY,
+    ROOM,
+    TEACHER,
+    ManualClock,
+    active_family,
+    audits,
+    outbox,
+    run,
+    say,
+)
+
+pytest_plugins = ("tests.unit.test_team_commands_support",)
+
+
+class Crash(BaseException):
+    """Stands for the process dying: nothing in the bot catches it."""
+
+
+class FakeClient:
+    """The parts of nio the sender uses. createRoom leaves a room that carries its marker, as
+    Synapse does; each kind of action can be made to fail."""
+
+    user_id = "@patchwork:council.example"
+    access_token = "token"
+
+    def __init__(self) -> None:
+        self.rooms: dict[str, Any] = {}
+        self.created: list[str] = []
+        self.markers: dict[str, dict[str, Any]] = {}
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+        self.invites: list[str] = []
+        self.kicks: list[str] = []
+        self.invite_error: str | None = None
+        self.send_raises: set[str] = set()
+
+    async def _send(self, response: type, method: str, path: str, data: str) -> Any:
+        import json
+
+        request = json.loads(data)
+        room_id = f"!made{len(self.created) + 1}:council.example"
+        self.created.append(room_id)
+        for event in request["initial_state"]:
+            if event["type"] == FAMILY_STATE_EVENT:
+                self.markers[room_id] = event["content"]
+        return RoomCreateResponse(room_id)
+
+    async def joined_rooms(self) -> JoinedRoomsResponse:
+        return JoinedRoomsResponse(list(self.created))
+
+    async def room_get_state_event(
+        self, room_id: str, event_type: str, state_key: str
+    ) -> RoomGetStateEventResponse:
+        return RoomGetStateEventResponse(self.markers.get(room_id, {}), event_type, "", room_id)
+
+    async def room_send(
+        self,
+        room_id: str,
+        message_type: str,
+        content: dict[str, Any],
+        tx_id: str,
+        ignore_unverified_devices: bool = False,
+    ) -> RoomSendResponse:
+        body = str(content.get("body", ""))
+        if any(word in body for word in self.send_raises):
+            raise KeyError(room_id)
+        self.sent.append((room_id, content))
+        return RoomSendResponse(f"$ev-{tx_id}", room_id)
+
+    async def room_invite(self, room_id: str, user_id: str) -> Any:
+        self.invites.append(user_id)
+        if self.invite_error is not None:
+            return ErrorResponse("Failed to fetch profile", self.invite_error)
+        return RoomInviteResponse()
+
+    async def room_kick(self, room_id: str, user_id: str, reason: str | None) -> RoomKickResponse:
+        self.kicks.append(user_id)
+        return RoomKickResponse()
+
+
+def sender(db: Database, client: FakeClient, hook: Any = None) -> OutboxSender:
+    async def created(tx: Transaction, item: OutboxItem, room_id: str) -> None:
+        if hook is not None:
+            await hook()
+        await on_room_created(tx, item.payload["family_id"], room_id, POLICY)
+
+    async def failed(tx: Transaction, item: OutboxItem, error: str) -> None:
+        await on_item_failed(tx, item, error, POLICY)
+
+    return OutboxSender(
+        db,
+        client,  # type: ignore[arg-type]
+        on_room_created=created,
+        on_sent=on_message_sent,
+        on_failed=failed,
+    )
+
+
+async def drain(db: Database, out: OutboxSender, clock: ManualClock, passes: int = 40) -> None:
+    """Run passes, moving the clock past every back-off, until nothing is pending."""
+    for _ in range(passes):
+        await out.drain_once()
+        async with db.read() as tx:
+            if await tx.outbox.pending_count() == 0:
+                return
+        clock.advance(minutes=6)
+
+
+async def test_a_crash_after_create_room_does_not_make_a_second_room(
+    db: Database, clock: ManualClock
+) -> None:
+    await say(db, "!family new LDC-2026-0042", sender=LEAD, room_id=DM, room_kind=_direct())
+    client = FakeClient()
+
+    async def die() -> None:
+        raise Crash
+
+    with pytest.raises(Crash):
+        await sender(db, client, die).drain_once()
+    # Restarted: the first try was recorded before its request, so the room is looked for.
+    await drain(db, sender(db, client), clock)
+    assert client.created == ["!made1:council.example"]
+    async with db.read() as tx:
+        family = await tx.families.by_reference("LDC-2026-0042")
+    assert family is not None
+    assert family.room_id == "!made1:council.example"
+
+
+async def test_a_failing_set_up_fails_the_item_once_and_tells_the_creator(
+    db: Database, clock: ManualClock
+) -> None:
+    await say(db, "!family new LDC-2026-0042", sender=LEAD, room_id=DM, room_kind=_direct())
+    client = FakeClient()
+
+    async def broken() -> None:
+        raise RuntimeError("set-up failed")
+
+    out = sender(db, client, broken)
+    await drain(db, out, clock)
+    await drain(db, out, clock)
+    assert len(client.created) == 1, "a failing hook must not create a room on every pass"
+    items = await outbox(db)
+    [create] = [item for item in items if item.kind == "create_room"]
+    assert create.failed_at is not None
+    told = [item for item in items if item.room_id == DM and item.kind == "message"]
+    assert told, "the creator is told"
+    # The reference is free again.
+    await say(db, "!family new LDC-2026-0042", sender=LEAD, room_id=DM, room_kind=_direct())
+    assert [entry.action for entry in await audits(db, "family_create_failed")]
+
+
+async def test_an_undeliverable_invite_ends_in_bounded_time_and_leaves_no_phantom(
+    db: Database, clock: ManualClock
+) -> None:
+    family = await active_family(db)
+    await _settle(db)
+    client = FakeClient()
+    client.invite_error = "M_UNKNOWN"
+    await say(db, f"!invite {NURSE} School nurse", sender=LEAD)
+    async with db.transaction() as tx:
+        reply = {"msgtype": "m.notice", "body": "a later reply"}
+        await tx.outbox.enqueue_message("later-reply", ROOM, reply)
+    out = sender(db, client)
+    await out.drain_once()
+    # The later reply was not held back behind the invite that is backing off.
+    assert [content["body"] for _, content in client.sent] == ["a later reply"]
+    await drain(db, out, clock)
+    assert len(client.invites) == MAX_ATTEMPTS
+    [invite] = [
+        item
+        for item in await outbox(db)
+        if item.kind == "invite" and item.payload["user_id"] == NURSE
+    ]
+    assert invite.failed_at is not None
+    async with db.read() as tx:
+        nurse = await tx.involvements.get(family.id, NURSE)
+    assert nurse is not None
+    assert not nurse.is_active
+    whois = await say(db, "!whois", sender=LEAD)
+    assert "Nina" not in whois.body
+    told = [c for _, c in client.sent if "could not deliver the invitation" in str(c.get("body"))]
+    assert told
+    assert told[0]["m.mentions"] == {"user_ids": [LEAD]}
+    assert told[0]["msgtype"] == "m.text"
+    # Nothing blocks inviting again.
+    again = await say(db, f"!invite {NURSE} School nurse", sender=LEAD)
+    assert again.body.startswith("I have invited")
+
+
+async def test_an_unsendable_message_holds_back_the_rest_of_its_room_only(
+    db: Database, clock: ManualClock
+) -> None:
+    await active_family(db, joined=(TEACHER,))
+    await _settle(db)
+    client = FakeClient()
+    client.send_raises = {"is no longer involved"}
+    await run(db, "!leave", sender=TEACHER)
+    out = sender(db, client)
+    await out.drain_once()
+    assert client.kicks == [], "the kick waits for the goodbye before it"
+    client.send_raises = set()
+    clock.advance(minutes=6)
+    await drain(db, out, clock)
+    assert client.kicks == [TEACHER]
+    goodbye = next(i for i, (_, c) in enumerate(client.sent) if "no longer" in str(c["body"]))
+    assert goodbye == len(client.sent) - 1 or client.kicks
+
+
+async def test_a_prompt_that_cannot_be_sent_is_asked_again(
+    db: Database, clock: ManualClock
+) -> None:
+    from tests.unit.test_prompts import DUE, do_sweep, prompts
+
+    family = await active_family(db, joined=(TEACHER,))
+    await _settle(db)
+    clock.current = DUE + timedelta(minutes=5)
+    assert (await do_sweep(db)).prompted == 2
+    client = FakeClient()
+    client.send_raises = {"are you still involved"}
+    await drain(db, sender(db, client), clock)
+    async with db.read() as tx:
+        teacher = await tx.involvements.get(family.id, TEACHER)
+    assert teacher is not None
+    assert teacher.next_prompt_at is not None
+    assert await prompts(db) == []
+    client.send_raises = set()
+    clock.current = teacher.next_prompt_at + timedelta(minutes=1)
+    assert (await do_sweep(db)).prompted == 2
+
+
+async def test_sent_messages_keep_no_content(db: Database, clock: ManualClock) -> None:
+    await active_family(db)
+    await say(db, "!whois", sender=LEAD)
+    await drain(db, sender(db, FakeClient()), clock)
+    sent = [item for item in await outbox(db) if item.kind == "message"]
+    assert sent
+    assert all(item.sent_at is not None for item in sent)
+    assert all("content" not in item.payload for item in sent)
+
+
+def _direct() -> Any:
+    from commands.framework.context import RoomKind
+
+    return RoomKind.DIRECT
+
+
+async def _settle(db: Database) -> None:
+    """The family's own set-up items count as delivered."""
+    async with db.transaction() as tx:
+        for item in await tx.outbox.due(1000):
+            await tx.outbox.mark_sent(item.id, None)
