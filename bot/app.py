@@ -11,6 +11,9 @@ from bot.backoff import Backoff
 from bot.clock import Clock, utc_now
 from bot.config import Config
 from bot.direct_chats import direct_rooms_of
+from bot.files import ensure_private_dir
+from bot.faults import NO_FAULTS, SWEEP_BATCH, Faults
+from bot.housekeeping import prune_history
 from bot.matrix import LoginError, NioGateway, connect
 from bot.outbox import OutboxSender
 from bot.router import EventRouter
@@ -20,7 +23,7 @@ from bot.sync import SyncLoop
 from commands import build_registry
 from rooms.failures import on_item_failed
 from rooms.family_room import on_room_created
-from rooms.prompts import on_message_sent, sweep
+from rooms.prompts import held_until, on_message_sent, sweep
 from storage import Database, OutboxItem, Transaction
 
 log = logging.getLogger(__name__)
@@ -42,9 +45,16 @@ async def _connect_with_retry(config: Config, stop: asyncio.Event) -> AsyncClien
     return None
 
 
-async def run_bot(config: Config, *, stop: asyncio.Event, clock: Clock = utc_now) -> None:
-    """Run until `stop` is set; every piece is built here and handed down (no globals)."""
-    config.storage.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+async def run_bot(
+    config: Config,
+    *,
+    stop: asyncio.Event,
+    clock: Clock = utc_now,
+    faults: Faults = NO_FAULTS,
+) -> None:
+    """Run until `stop` is set; every piece is built here and handed down (no globals).
+    `clock` and `faults` are for tests (`devkit.testbot`): the CLI passes neither."""
+    ensure_private_dir(config.storage.path)
     db = await Database.open(config.storage.path / DATABASE_FILE, clock=clock)
     try:
         client = await _connect_with_retry(config, stop)
@@ -65,6 +75,8 @@ async def run_bot(config: Config, *, stop: asyncio.Event, clock: Clock = utc_now
                 on_room_created=room_created,
                 on_sent=on_message_sent,
                 on_failed=item_failed,
+                hold_until=lambda item, now: held_until(item.payload, now, prompts),
+                faults=faults,
             )
             registry = build_registry()
             prompts = prompt_settings(config)
@@ -76,12 +88,25 @@ async def run_bot(config: Config, *, stop: asyncio.Event, clock: Clock = utc_now
                 prompts=prompts,
             )
             sync_loop = SyncLoop(
-                client=client, db=db, router=router, outbox=outbox, config=config, policy=policy
+                client=client,
+                db=db,
+                router=router,
+                outbox=outbox,
+                config=config,
+                policy=policy,
+                faults=faults,
             )
             direct_rooms = direct_rooms_of(client)
 
             async def sweep_prompts() -> None:
-                report = await sweep(db, prompts, policy, direct_rooms=direct_rooms)
+                await prune_history(db)
+                report = await sweep(
+                    db,
+                    prompts,
+                    policy,
+                    direct_rooms=direct_rooms,
+                    after_batch=lambda: faults.reached(SWEEP_BATCH),
+                )
                 if report.queued:
                     outbox.wake()
 

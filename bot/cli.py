@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bot.clock import CLOCK_FILE_ENV, FileClock
-from bot.config import ConfigError, load_config
+from bot.config import Config, ConfigError, load_config
+from bot.crosssigning import CrossSigningError
+from bot.files import PrivateDirError
 from bot.matrix import LoginError
 from storage import DatabaseTooNewError
 
@@ -38,43 +39,42 @@ def _setup_logging(level: str) -> None:
     logging.getLogger("nio").setLevel(max(logging.WARNING, getattr(logging, level)))
 
 
-async def _run(config_path: Path) -> int:
+Runner = Callable[[Config, asyncio.Event], Awaitable[None]]
+"""Runs the bot until the event is set; `devkit.testbot` passes one with a movable clock."""
+
+
+async def _run_bot(config: Config, stop: asyncio.Event) -> None:
     from bot.app import run_bot
 
+    await run_bot(config, stop=stop)
+
+
+async def _run(config_path: Path, runner: Runner) -> int:
     config = load_config(config_path)
     _setup_logging(config.logging.level)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    clock_path = os.environ.get(CLOCK_FILE_ENV)
-    if not clock_path:
-        await run_bot(config, stop=stop)
-        return 0
-    # Tests only: the integration tests move a running bot's time through this file.
-    logging.getLogger(__name__).warning(
-        "%s is set: the time comes from %s (for tests only)", CLOCK_FILE_ENV, clock_path
-    )
-    clock = FileClock(Path(clock_path))
-    await asyncio.to_thread(clock.load)
-    watcher = asyncio.create_task(clock.watch(stop), name="test clock")
-    try:
-        await run_bot(config, stop=stop, clock=clock)
-    finally:
-        stop.set()
-        await watcher
+    await runner(config, stop)
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, runner: Runner = _run_bot) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "check-config":
             config = load_config(args.config)
             print(f"{args.config}: OK (bot {config.bot.user_id} on {config.homeserver.url})")
             return 0
-        return asyncio.run(_run(args.config))
-    except (ConfigError, DatabaseTooNewError, LoginError) as exc:
+        return asyncio.run(_run(args.config, runner))
+    except (
+        ConfigError,
+        CrossSigningError,
+        DatabaseTooNewError,
+        LoginError,
+        PrivateDirError,
+    ) as exc:
         # Operator mistakes get a clear message, not a traceback.
         print(str(exc), file=sys.stderr)
         return 2

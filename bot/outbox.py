@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -36,6 +36,7 @@ from nio import (
 from nio.api import Api
 
 from bot.backoff import Backoff
+from bot.faults import CREATE_ROOM_RETURNED, NO_FAULTS, SEND_ACCEPTED, Faults
 from bot.matrix import refresh_device_keys
 from rooms.family_room import FAMILY_STATE_EVENT
 from storage import ORDERED_KINDS, Database, OutboxItem, Transaction
@@ -69,6 +70,8 @@ RoomCreatedHook = Callable[[Transaction, OutboxItem, str], Awaitable[None]]
 SentHook = Callable[[Transaction, OutboxItem, str | None], Awaitable[None]]
 # Called in the transaction that marks an item failed for good: (tx, item, why).
 FailedHook = Callable[[Transaction, OutboxItem, str], Awaitable[None]]
+# When an item may not go yet (a question outside working hours): (item, now) -> go at.
+HoldHook = Callable[[OutboxItem, datetime], datetime | None]
 
 
 class OutboxSender:
@@ -82,12 +85,16 @@ class OutboxSender:
         on_room_created: RoomCreatedHook | None = None,
         on_sent: SentHook | None = None,
         on_failed: FailedHook | None = None,
+        hold_until: HoldHook | None = None,
+        faults: Faults = NO_FAULTS,
     ) -> None:
         self._db = db
         self._client = client
         self._on_room_created = on_room_created
         self._on_sent = on_sent
         self._on_failed = on_failed
+        self._hold_until = hold_until
+        self._faults = faults
         self._wake = asyncio.Event()
         self._backoff = Backoff(initial=1.0, maximum=60.0)
 
@@ -133,6 +140,7 @@ class OutboxSender:
         """
         async with self._db.read() as tx:
             items = await tx.outbox.due(limit)
+            now = tx.now()
         held: set[str] = set()
         for item in items:
             if stop is not None and stop.is_set():
@@ -140,7 +148,16 @@ class OutboxSender:
             ordered = item.kind in ORDERED_KINDS
             if ordered and item.room_id in held:
                 continue
-            if not await self._send_one(item) and ordered:
+            later = None if self._hold_until is None else self._hold_until(item, now)
+            if later is not None:
+                async with self._db.transaction() as tx:
+                    await tx.outbox.mark_retry(
+                        item.id, "outside working hours", later, counted=False
+                    )
+                sent = False
+            else:
+                sent = await self._send_one(item)
+            if not sent and ordered:
                 held.add(item.room_id)
         return bool(items)
 
@@ -170,8 +187,10 @@ class OutboxSender:
             return False
         self._backoff.reset()
         if isinstance(response, RoomCreateResponse):
+            self._faults.reached(CREATE_ROOM_RETURNED)
             await self._room_created(item, str(response.room_id))
             return True
+        self._faults.reached(SEND_ACCEPTED)
         result = getattr(response, "event_id", None)
         async with self._db.transaction() as tx:
             if self._on_sent is not None:

@@ -8,10 +8,11 @@ over (inside the event's database transaction, after the inbox says it is new):
 2. a text message in a room that is not end-to-end encrypted gets, once per room, a notice
    saying why the bot will not work there, and nothing else;
 3. a text message that was not decrypted (plain text in an encrypted room) is ignored;
-4. a command from a user whose server is not on `policy.allowed_servers` gets a refusal saying
-   so, wherever it was sent (a "direct chat" included), and nothing else;
-5. any other text message goes to the command dispatcher, which answers commands and ignores
-   chatter; its replies are written to the outbox in the same transaction;
+4. chatter (a message that is not a command) is ignored;
+5. a command from a user whose server is not on `policy.allowed_servers` gets a refusal saying
+   so, wherever it was sent (a "direct chat" included); a sender over the per-sender rate limit
+   (`bot.ratelimit`) is asked once to slow down and otherwise ignored; any other command goes
+   to the dispatcher, whose replies are written to the outbox in the same transaction;
 6. every `m.room.member` event (the bot's own kicks included) goes to `rooms.membership`,
    which mirrors it into the roster of a family room and ignores other rooms;
 7. an `m.reaction` from anyone but the bot goes to `rooms.prompts.on_reaction`, which takes a
@@ -32,6 +33,7 @@ from nio import AsyncClient, MatrixRoom, ReactionEvent, RoomMemberEvent, RoomMes
 
 from bot.direct_chats import is_direct_chat
 from bot.matrix import NioGateway
+from bot.ratelimit import SLOW_DOWN, SenderRateLimit
 from commands.framework.context import CommandContext, RoomKind, Services
 from commands.framework.dispatcher import FAILURE_MESSAGE, Dispatcher
 from commands.framework.parser import command_text, parse_invocation
@@ -65,8 +67,10 @@ class EventRouter:
         gateway: NioGateway,
         policy: TeamPolicy,
         prompts: PromptSettings,
+        rate_limit: SenderRateLimit | None = None,
     ) -> None:
         self._client = client
+        self._rate_limit = rate_limit or SenderRateLimit()
         self._policy = policy
         self._prompts = prompts
         self._services = Services(policy=policy, prompts=prompts)
@@ -142,10 +146,16 @@ class EventRouter:
             log.info("ignoring an unencrypted message in encrypted room %s", room.room_id)
             return
         body = command_text(event.body, event.formatted_body)
+        if parse_invocation(body, self._policy.command_prefix) is None:
+            return  # chatter: nothing to answer, nothing to count
         if not self._policy.allows(event.sender):
-            if parse_invocation(body, self._policy.command_prefix) is not None:
-                refusal = "Sorry, I cannot help you: " + server_rule(event.sender, self._policy)
-                await enqueue_reply(tx, event, room.room_id, 0, Reply.plain(refusal + "."))
+            refusal = "Sorry, I cannot help you: " + server_rule(event.sender, self._policy)
+            await enqueue_reply(tx, event, room.room_id, 0, Reply.plain(refusal + "."))
+            return
+        verdict = self._rate_limit.check(event.sender)
+        if verdict != "ok":
+            if verdict == "warn":
+                await enqueue_reply(tx, event, room.room_id, 0, Reply.plain(SLOW_DOWN))
             return
         ctx = CommandContext(
             sender=event.sender,

@@ -35,6 +35,8 @@ from nio import (
 
 from bot.backoff import Backoff
 from bot.config import Config
+from bot.faults import BEFORE_TOKEN, NO_FAULTS, Faults
+from bot.housekeeping import HISTORY_RETENTION
 from bot.matrix import refresh_device_keys
 from bot.outbox import OutboxSender
 from bot.router import EventRouter
@@ -73,8 +75,10 @@ class SyncLoop:
         outbox: OutboxSender,
         config: Config,
         policy: TeamPolicy,
+        faults: Faults = NO_FAULTS,
     ) -> None:
         self._policy = policy
+        self._faults = faults
         self._client = client
         self._db = db
         self._router = router
@@ -157,6 +161,7 @@ class SyncLoop:
             for event in events:
                 await self.process_event(room, event, apply_effects=not initial)
         await self.retry_undecrypted()
+        self._faults.reached(BEFORE_TOKEN)
         async with self._db.transaction() as tx:
             await tx.sync.set_next_batch(response.next_batch)
         self._outbox.wake()
@@ -302,9 +307,14 @@ class SyncLoop:
                 break
             reached_known = False
             async with self._db.read() as tx:
+                horizon = (tx.now() - HISTORY_RETENTION).timestamp() * 1000
                 for event in response.chunk:
                     event_id = getattr(event, "event_id", None)
                     if event_id and await tx.sync.is_processed(event_id):
+                        reached_known = True
+                        break
+                    if getattr(event, "server_timestamp", horizon) < horizon:
+                        # Older than the inbox remembers: it may have been handled already.
                         reached_known = True
                         break
                     collected.append(event)

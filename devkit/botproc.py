@@ -1,4 +1,5 @@
-"""Runs the bot as operators do, `python -m bot run --config FILE`, as a child process."""
+"""Runs the bot as operators do, `patchwork run --config FILE`, as a child process (through
+`devkit.testbot`, which adds the tests' movable clock)."""
 
 from __future__ import annotations
 
@@ -60,7 +61,7 @@ class BotProcess:
         self._ready = asyncio.Event()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", "run", "--config", str(self.config_path),
+            sys.executable, "-m", "devkit.testbot", "run", "--config", str(self.config_path),
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
             env=env,

@@ -13,7 +13,7 @@ import logging
 import secrets
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import aiohttp
 from nio import (
@@ -28,6 +28,7 @@ from nio import (
     RoomCreateResponse,
     RoomMemberEvent,
     RoomMessageNotice,
+    RoomMessageText,
     RoomPreset,
     RoomSendResponse,
     RoomVisibility,
@@ -45,7 +46,9 @@ class HarnessError(AssertionError):
     """The homeserver refused a request, or what a test waited for did not happen in time."""
 
 
-NoticePredicate = Callable[[RoomMessageNotice], bool]
+BotMessage: TypeAlias = RoomMessageNotice | RoomMessageText
+"""What the bot says: replies are m.notice; what asks someone to act is m.text."""
+NoticePredicate = Callable[[BotMessage], bool]
 
 
 class Practitioner:
@@ -299,13 +302,14 @@ class Practitioner:
         predicate: NoticePredicate | None = None,
         after_event_id: str | None = None,
         timeout: float = 30,  # noqa: ASYNC109
-    ) -> RoomMessageNotice:
-        """The first m.notice from `sender` matching `predicate`, after `after_event_id` if given;
-        without it, notices received before the call count too."""
+    ) -> BotMessage:
+        """The first message from `sender` (the bot: an m.notice, or an m.text that asks someone
+        to act) matching `predicate`, after `after_event_id` if given; without it, messages
+        received before the call count too."""
 
         def match(event: Event) -> bool:
             return (
-                isinstance(event, RoomMessageNotice)
+                isinstance(event, RoomMessageNotice | RoomMessageText)
                 and event.sender == sender
                 and (predicate is None or predicate(event))
             )
@@ -325,7 +329,7 @@ class Practitioner:
                 f"{exc}; notices from {sender} so far: {seen!r}; "
                 f"undecryptable events in the room: {pending}"
             ) from None
-        assert isinstance(event, RoomMessageNotice)
+        assert isinstance(event, RoomMessageNotice | RoomMessageText)
         return event
 
     def _find(
@@ -346,12 +350,17 @@ class Practitioner:
         """Every timeline event seen in the room, in order, decrypted where we could."""
         return list(self._timeline.get(room_id, []))
 
-    def notices(self, room_id: str, sender: str | None = None) -> list[RoomMessageNotice]:
-        """All m.notice events received so far in the room (from `sender`, if given)."""
+    def notices(self, room_id: str, sender: str | None = None) -> list[BotMessage]:
+        """All m.notice events received so far in the room; from `sender` (the bot), its
+        m.text messages too."""
         return [
             event
             for event in self._timeline.get(room_id, [])
-            if isinstance(event, RoomMessageNotice) and (sender is None or event.sender == sender)
+            if (
+                isinstance(event, RoomMessageNotice)
+                or (isinstance(event, RoomMessageText) and sender is not None)
+            )
+            and (sender is None or event.sender == sender)
         ]
 
     def undecryptable(self, room_id: str | None = None) -> list[MegolmEvent]:
@@ -421,7 +430,8 @@ class Practitioner:
         return str(response.event_id)
 
     async def react(self, room_id: str, event_id: str, key: str) -> str:
-        """React to an event (reactions are not encrypted, as in Element); returns the id."""
+        """React to an event in the clear, as nio sends reactions (Element encrypts them in
+        encrypted rooms, and the bot counts only those there); returns the id."""
         content = {"m.relates_to": {"rel_type": "m.annotation", "event_id": event_id, "key": key}}
         response = await self.client.room_send(room_id, "m.reaction", content)
         if not isinstance(response, RoomSendResponse):
@@ -436,7 +446,7 @@ class Practitioner:
         bot: str,
         predicate: NoticePredicate | None = None,
         timeout: float = 30,  # noqa: ASYNC109
-    ) -> RoomMessageNotice:
+    ) -> BotMessage:
         """Send a text and return the bot's first notice after it (a command and its answer)."""
         event_id = await self.send_text(room_id, body)
         return await self.wait_for_notice(

@@ -8,6 +8,7 @@ what makes handling exactly-once across crashes.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from storage.codec import encode_json_object, encode_time
@@ -48,6 +49,12 @@ class SyncStateRepository:
             (event_id, room_id, encode_time(self._tx.now())),
         )
         return changed > 0
+
+    async def prune_inbox(self, before: datetime) -> int:
+        """Forget events processed before `before`; returns how many."""
+        return await self._tx.execute(
+            "DELETE FROM inbox WHERE processed_at < ?", (encode_time(before),)
+        )
 
     async def has_flag(self, room_id: str, flag: str) -> bool:
         row = await self._tx.fetchone(

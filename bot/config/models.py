@@ -165,6 +165,11 @@ class BotConfig(_Section):
     timeline_limit: int = Field(
         default=50, ge=1, le=1000, description="a whole number of events from 1 to 1000"
     )
+    reset_cross_signing: bool = Field(
+        default=False,
+        description="true for one start to replace lost cross-signing keys, resetting the bot's "
+        "identity, else false",
+    )
 
     @field_validator("password", "access_token", mode="after")
     @classmethod

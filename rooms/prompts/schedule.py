@@ -3,6 +3,7 @@ of due dates, reminders, lapses and time away. Pure functions, no storage or Mat
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Protocol
@@ -10,6 +11,8 @@ from typing import Protocol
 from storage import Practitioner, Prompt
 
 DEFAULT_BATCH = 200
+WORKING_HOURS_KEY = "working_hours"
+"""Marks an outbox item (a question, a reminder) that may only be sent in working hours."""
 
 
 class WorkingSchedule(Protocol):
@@ -50,6 +53,16 @@ class PromptSettings:
     def notice_after_reminder(self) -> timedelta:
         """How long a reminded practitioner always has left before the involvement lapses."""
         return self.lapse_after - self.remind_after
+
+
+def held_until(
+    payload: Mapping[str, object], now: datetime, settings: PromptSettings
+) -> datetime | None:
+    """When an outbox item marked for working hours may go, if not now: a backlog that drains
+    late (after an outage, say) waits for the next opening instead of asking at night."""
+    if not payload.get(WORKING_HOURS_KEY) or settings.schedule.is_open(now):
+        return None
+    return settings.schedule.next_open(now).astimezone(UTC)
 
 
 def add_interval(start: datetime, interval: timedelta, zone: tzinfo) -> datetime:

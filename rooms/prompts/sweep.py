@@ -29,6 +29,7 @@ from rooms.people import named
 from rooms.policy import TeamPolicy
 from rooms.prompts.answers import PROMPT_PAYLOAD_KEY, iso
 from rooms.prompts.schedule import (
+    WORKING_HOURS_KEY,
     PromptSettings,
     back_from_away,
     is_away,
@@ -72,6 +73,13 @@ class SweepReport:
     closed_hours: bool = False
     batches: int = 0
     prompted_users: list[str] = field(default_factory=list, repr=False)
+    on_batch: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+    """Called after each batch has committed (the fault suite stops the process there)."""
+
+    def batch_committed(self) -> None:
+        self.batches += 1
+        if self.on_batch is not None:
+            self.on_batch()
 
     @property
     def queued(self) -> bool:
@@ -84,12 +92,13 @@ async def sweep(
     policy: TeamPolicy,
     *,
     direct_rooms: DirectRooms | None = None,
+    after_batch: Callable[[], None] | None = None,
 ) -> SweepReport:
     """Send what has fallen due: lapses, then reminders, then new prompts (module docstring).
 
     Nothing happens outside working hours; what is due simply waits for the next opening.
     """
-    report = SweepReport()
+    report = SweepReport(on_batch=after_batch)
     async with db.read() as tx:
         now = tx.now()
     if not settings.schedule.is_open(now):
@@ -128,7 +137,7 @@ async def _in_batches(db: Database, batch: Batch, report: SweepReport) -> None:
     while True:
         async with db.transaction() as tx:
             last = await batch(tx, cursor)
-        report.batches += 1
+        report.batch_committed()
         if last == cursor:
             return
         cursor = last
@@ -143,7 +152,7 @@ async def _prompt_batches(
         async with db.transaction() as tx:
             due = await tx.involvements.due_for_prompt(tx.now(), settings.batch_size)
             await _prompt_batch(tx, due, settings, policy, report)
-        report.batches += 1
+        report.batch_committed()
         if len(due) < settings.batch_size:
             return
 
@@ -226,6 +235,7 @@ async def _prompt_batch(
                 "type": "m.room.message",
                 "content": Reply.from_markup(question, notify=True).to_content(),
                 PROMPT_PAYLOAD_KEY: prompt_id,
+                WORKING_HOURS_KEY: True,
             },
             priority=BACKGROUND,
         )
@@ -283,10 +293,11 @@ async def _reminder_batch(
         ).to_content()
         if prompt.event_id is not None:
             content["m.relates_to"] = {"m.in_reply_to": {"event_id": prompt.event_id}}
-        await tx.outbox.enqueue_message(
+        await tx.outbox.enqueue(
             transaction_id("prompt", str(prompt.id), "reminder"),
             family.room_id,
-            content,
+            "message",
+            {"type": "m.room.message", "content": content, WORKING_HOURS_KEY: True},
             priority=BACKGROUND,
         )
         reminded.append(prompt.id)

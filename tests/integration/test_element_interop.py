@@ -8,13 +8,49 @@ import json
 import shutil
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bot.devserver import LocalSynapse
+from devkit.clock import CLOCK_FILE_ENV
 from tests.integration.conftest import BotFactory, MakePractitioner
+from tests.integration.test_family_rooms import activate, create_family
+from tests.integration.test_prompts import FAST_SWEEPS, BotClock
 
 INTEROP = Path(__file__).resolve().parent.parent / "interop"
+
+
+async def run_element_client(
+    tmp_path: Path, config: dict[str, object]
+) -> tuple[dict[str, Any], str]:
+    """Run the matrix-js-sdk client with `config`; its JSON result and the tail of its stderr."""
+    node = shutil.which("node")
+    assert node is not None, "node is needed for the Element interop test"
+    assert (INTEROP / "node_modules" / "matrix-js-sdk").is_dir(), (
+        "run `make interop` (part of `make test`) to install matrix-js-sdk"
+    )
+    path = tmp_path / f"interop-{uuid.uuid4().hex[:8]}.json"
+    path.write_text(json.dumps(config), encoding="utf-8")
+    process = await asyncio.create_subprocess_exec(
+        node, str(INTEROP / "client.mjs"), str(path),
+        cwd=INTEROP,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    limit = float(str(config.get("timeout_seconds", 60))) + 30
+    try:
+        stdout, stderr = await asyncio.wait_for(process.communicate(), limit)
+    except TimeoutError:
+        process.kill()
+        pytest.fail(f"the Element-like client did not finish in {limit:g} s")
+    lines = stdout.decode().strip().splitlines()
+    tail = stderr.decode()[-3000:]
+    assert lines, f"no result from the client; stderr:\n{tail}"
+    result: dict[str, Any] = json.loads(lines[-1])
+    if result.get("ok"):
+        assert process.returncode == 0
+    return result, tail
 
 
 async def test_element_client_in_only_signed_devices_mode_gets_a_decryptable_reply(
@@ -23,11 +59,6 @@ async def test_element_client_in_only_signed_devices_mode_gets_a_decryptable_rep
     make_bot: BotFactory,
     tmp_path: Path,
 ) -> None:
-    node = shutil.which("node")
-    assert node is not None, "node is needed for the Element interop test"
-    assert (INTEROP / "node_modules" / "matrix-js-sdk").is_dir(), (
-        "run `make interop` (part of `make test`) to install matrix-js-sdk"
-    )
     owner = await make_practitioner("owner")
     bot = await make_bot()
     element_password = uuid.uuid4().hex
@@ -37,39 +68,21 @@ async def test_element_client_in_only_signed_devices_mode_gets_a_decryptable_rep
     room_id = await owner.create_encrypted_room(invite=[bot.user_id, element_user])
     await owner.wait_for_membership(room_id, bot.user_id, "join")
 
-    config = tmp_path / "interop.json"
-    config.write_text(
-        json.dumps(
-            {
-                "homeserver": synapse.base_url,
-                "user_id": element_user,
-                "password": element_password,
-                "room_id": room_id,
-                "bot_user_id": bot.user_id,
-                "text": "!help",
-                "timeout_seconds": 60,
-                "isolation": "only_signed",
-                "require_in_reply_to": True,
-            }
-        ),
-        encoding="utf-8",
+    result, stderr = await run_element_client(
+        tmp_path,
+        {
+            "homeserver": synapse.base_url,
+            "user_id": element_user,
+            "password": element_password,
+            "room_id": room_id,
+            "bot_user_id": bot.user_id,
+            "text": "!help",
+            "timeout_seconds": 60,
+            "isolation": "only_signed",
+            "require_in_reply_to": True,
+        },
     )
-    process = await asyncio.create_subprocess_exec(
-        node, str(INTEROP / "client.mjs"), str(config),
-        cwd=INTEROP,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        stdout, stderr = await asyncio.wait_for(process.communicate(), 90)
-    except TimeoutError:
-        process.kill()
-        pytest.fail("the Element-like client did not finish in 90 s")
-    lines = stdout.decode().strip().splitlines()
-    assert lines, f"no result from the client; stderr:\n{stderr.decode()[-3000:]}"
-    result = json.loads(lines[-1])
-    assert result["ok"], f"{result}\nstderr:\n{stderr.decode()[-3000:]}\n{bot.log_tail()}"
-    assert process.returncode == 0
+    assert result["ok"], f"{result}\nstderr:\n{stderr}\n{bot.log_tail()}"
     # The bot could read the command: its reply points at the event the client sent.
     assert result["reply_in_reply_to"] == result["sent_event_id"]
     assert result["reply_msgtype"] == "m.notice"
@@ -77,3 +90,60 @@ async def test_element_client_in_only_signed_devices_mode_gets_a_decryptable_rep
     assert "<code>" in result["reply_formatted_body"]
     # The client saw the bot's device as cross-signed by its owner.
     assert result["reply_sender_device_verified_by_owner"] is True
+
+
+async def test_a_prompt_notifies_in_element_and_a_reply_does_not(
+    synapse: LocalSynapse,
+    make_practitioner: MakePractitioner,
+    make_bot: BotFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Element decides on the decrypted event whether to notify (the server sees only
+    m.room.encrypted): the still-involved question, an m.text that mentions the practitioner,
+    notifies them; the bot's m.notice reply to a command does not."""
+    clock = BotClock(tmp_path / "clock.txt")
+    monkeypatch.setenv(CLOCK_FILE_ENV, str(clock.path))
+    clock.set(2026, 6, 1, 10, 0)  # a Monday in working hours
+    bot = await make_bot(extra=FAST_SWEEPS)
+    lead = await make_practitioner("lead")
+    reference = "LDC-2026-0777"
+    room_id, _ = await create_family(lead, bot, reference)
+    await activate(lead, bot, room_id)
+    element_password = uuid.uuid4().hex
+    element_user = await synapse.register_user(
+        f"element-{uuid.uuid4().hex[:8]}", element_password
+    )
+    await lead.ask(room_id, f"!invite {element_user} Class teacher", bot=bot.user_id)
+
+    async def move_the_clock_once_joined() -> None:
+        await lead.wait_for_membership(room_id, element_user, "join", timeout=90)
+        await asyncio.sleep(2)  # the client sends its command first
+        clock.set(2026, 7, 27, 11, 0)  # eight weeks on, in working hours: the prompts are due
+
+    mover = asyncio.create_task(move_the_clock_once_joined())
+    try:
+        result, stderr = await run_element_client(
+            tmp_path,
+            {
+                "homeserver": synapse.base_url,
+                "user_id": element_user,
+                "password": element_password,
+                "room_id": room_id,
+                "bot_user_id": bot.user_id,
+                "text": "!whois",
+                "timeout_seconds": 90,
+                "isolation": "only_signed",
+                "require_in_reply_to": True,
+                "wait_for_mention": True,
+            },
+        )
+    finally:
+        await mover
+    assert result["ok"], f"{result}\nstderr:\n{stderr}\n{bot.log_tail()}"
+    assert result["reply_msgtype"] == "m.notice"
+    assert result["reply_push"]["notify"] is False, "a reply to a command stays quiet"
+    [prompt] = [m for m in result["mentions"] if m["msgtype"] == "m.text"]
+    assert "are you still involved" in prompt["body"]
+    assert prompt["notify"] is True, "the practitioner's client notifies them of the prompt"
+    assert prompt["highlight"] is True

@@ -107,13 +107,17 @@ async def test_a_full_team_story(
         assert "!contact share" in welcome.body, "a newcomer is asked whether to share"
 
     await youth.ask(room_id, "!role Youth worker", bot=bot.user_id)
-    await teacher.ask(room_id, "!contact set phone 01234 567890", bot=bot.user_id)
-    await teacher.ask(room_id, "!contact set email tess@school.example", bot=bot.user_id)
+    # Phone numbers and email addresses are given in a direct chat, not in front of the team.
+    teacher_dm = await direct_chat(teacher, bot)
+    await teacher.ask(teacher_dm, "!contact set phone 01234 567890", bot=bot.user_id)
+    await teacher.ask(teacher_dm, "!contact set email tess@school.example", bot=bot.user_id)
     await teacher.ask(room_id, "!contact set org Oak Primary School", bot=bot.user_id)
     await teacher.ask(room_id, "!contact share on", bot=bot.user_id)
-    await visitor.ask(room_id, "!contact set phone 07700 900123", bot=bot.user_id)
+    visitor_dm = await direct_chat(visitor, bot)
+    await visitor.ask(visitor_dm, "!contact set phone 07700 900123", bot=bot.user_id)
     await visitor.ask(room_id, "!contact share off", bot=bot.user_id)
-    await youth.ask(room_id, "!contact set email yan@youth.example", bot=bot.user_id)
+    youth_dm = await direct_chat(youth, bot)
+    await youth.ask(youth_dm, "!contact set email yan@youth.example", bot=bot.user_id)
     await youth.ask(room_id, "!contact share on", bot=bot.user_id)
 
     _, roster = await family_and_roster(bot, REFERENCE)

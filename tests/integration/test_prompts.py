@@ -15,8 +15,8 @@ import pytest
 from nio import ReactionEvent, RoomMessageNotice, RoomSendResponse
 from nio.api import Api
 
-from bot.clock import CLOCK_FILE_ENV
 from devkit.botproc import BotProcess
+from devkit.clock import CLOCK_FILE_ENV
 from devkit.practitioner import Practitioner
 from storage import AuditEntry, Involvement, Prompt
 from tests.integration.conftest import BotFactory, MakePractitioner
@@ -201,6 +201,7 @@ async def test_prompts_come_once_in_working_hours_and_every_answer_works(
     # Each prompt is decryptable, mentions its practitioner, and carries the bot's ✅ and ❌.
     ticks_prompt = await wait_for_prompt(ticks, room_id, bot, ticks.user_id)
     assert ticks_prompt.decrypted
+    assert ticks_prompt.source["content"]["msgtype"] == "m.text", "a prompt must notify"
     assert ticks.user_id in ticks_prompt.source["content"]["formatted_body"]
     for notice in notices.values():
         await eventually(
@@ -208,10 +209,12 @@ async def test_prompts_come_once_in_working_hours_and_every_answer_works(
             "the bot's reactions",
         )
 
-    # The answers: an encrypted ✅, a plain ❌, !confirm and !leave with a reason.
+    # The answers: an encrypted ✅, an encrypted ❌ (one sent in the clear does not count in an
+    # encrypted room: the homeserver could have put it there), !confirm and !leave.
     await react_encrypted(ticks, room_id, notices[ticks.user_id].event_id, YES)
     await crosses.send_text(room_id, "(checking in)")  # nio shares its room key first
     await crosses.react(room_id, notices[crosses.user_id].event_id, NO)
+    await react_encrypted(crosses, room_id, notices[crosses.user_id].event_id, NO)
     confirmed = await command(lead, room_id, bot, "!confirm")
     assert "you are confirmed as still involved" in confirmed.body
     assert "I will ask again on Mon 28 Sep 2026" in confirmed.body

@@ -10,7 +10,11 @@
 // Config keys: homeserver, user_id, password, room_id, bot_user_id, text (default "!help"),
 // timeout_seconds (default 60), isolation ("only_signed" (default) or "all"),
 // require_in_reply_to (default false: the first notice from the bot after the send counts),
-// failure_grace_seconds (default 3: how long a final-looking decryption failure may still heal).
+// failure_grace_seconds (default 3: how long a final-looking decryption failure may still heal),
+// wait_for_mention (default false: after the reply, also wait for an m.text from the bot that
+// mentions this user). For every bot message that mentions this user, the result lists its
+// msgtype and what this client's push rules decide for it (getPushActionsForEvent, as Element
+// decides whether to notify: in an encrypted room the server cannot).
 
 import { readFileSync } from "node:fs";
 import { format } from "node:util";
@@ -88,6 +92,7 @@ function loadConfig() {
         isolation: "only_signed",
         require_in_reply_to: false,
         failure_grace_seconds: 3,
+        wait_for_mention: false,
         ...config,
     };
 }
@@ -197,6 +202,12 @@ async function main() {
     let lastFailure = null;
     let failureTimer = null;
     const reply = Promise.withResolvers();
+    const mentionText = Promise.withResolvers();
+    const mentions = [];
+    const pushOf = (event) => {
+        const actions = client.getPushActionsForEvent(event, true);
+        return { notify: Boolean(actions?.notify), highlight: Boolean(actions?.tweaks?.highlight) };
+    };
 
     const consider = async (event) => {
         if (!sending || event.getRoomId() !== config.room_id) return;
@@ -217,6 +228,18 @@ async function main() {
         }
         if (event.getType() !== "m.room.message") return;
         const content = event.getContent();
+        if ((content?.["m.mentions"]?.user_ids ?? []).includes(login.user_id)) {
+            if (mentions.every((seen) => seen.event_id !== event.getId())) {
+                const entry = {
+                    event_id: event.getId(),
+                    msgtype: content?.msgtype ?? null,
+                    body: String(content?.body ?? "").slice(0, 80),
+                    ...pushOf(event),
+                };
+                mentions.push(entry);
+                if (entry.msgtype === "m.text") mentionText.resolve(entry);
+            }
+        }
         const inReplyTo = content?.["m.relates_to"]?.["m.in_reply_to"]?.event_id ?? null;
         if (config.require_in_reply_to && (!sentEventId || inReplyTo !== sentEventId)) return;
         if (failureTimer) clearTimeout(failureTimer);
@@ -239,6 +262,12 @@ async function main() {
     step("waiting for the bot's reply");
     const { event, content, inReplyTo } = await reply.promise;
     mark("reply_decrypted");
+    const replyPush = pushOf(event);
+    if (config.wait_for_mention) {
+        step("waiting for a message that mentions me");
+        await mentionText.promise;
+        mark("mention_decrypted");
+    }
 
     const senderDeviceId = event.getWireContent()?.device_id ?? null;
     let verifiedByOwner = null;
@@ -257,6 +286,8 @@ async function main() {
             reply_format: content?.format ?? null,
             reply_msgtype: content?.msgtype ?? null,
             reply_in_reply_to: inReplyTo,
+            reply_push: replyPush,
+            mentions,
             reply_sender_device_id: senderDeviceId,
             reply_sender_device_verified_by_owner: verifiedByOwner,
             reply_shield: shield

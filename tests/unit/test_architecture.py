@@ -131,3 +131,13 @@ def test_the_any_check_finds_any() -> None:
 def test_every_module_says_what_it_is_for(path: Path) -> None:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     assert ast.get_docstring(tree), f"{_where(path)} has no module docstring"
+
+
+TEST_ONLY_SWITCHES = ("PATCHWORK_CLOCK_FILE", "FileClock", "PATCHWORK_FAULT", "CrashAt")
+
+
+@pytest.mark.parametrize("path", ALL_MODULES, ids=_where)
+def test_no_test_only_switch_is_reachable_from_the_installed_bot(path: Path) -> None:
+    """The clock tests move from outside lives in devkit, which is not installed."""
+    text = path.read_text(encoding="utf-8")
+    assert not [switch for switch in TEST_ONLY_SWITCHES if switch in text]

@@ -44,7 +44,7 @@ def test_run_refuses_a_database_newer_than_the_code(
 ) -> None:
     path = _write_config(tmp_path)
     data = tmp_path / "data"
-    data.mkdir()
+    data.mkdir(mode=0o700)
     with sqlite3.connect(data / "patchwork.db") as conn:
         conn.execute(f"PRAGMA user_version = {LATEST_VERSION + 3}")
     # The database is checked before any network use, so the unreachable homeserver

@@ -277,3 +277,31 @@ async def _settle(db: Database) -> None:
     async with db.transaction() as tx:
         for item in await tx.outbox.due(1000):
             await tx.outbox.mark_sent(item.id, None)
+
+
+async def test_a_question_that_drains_late_waits_for_working_hours(
+    db: Database, clock: ManualClock
+) -> None:
+    from rooms.prompts import held_until
+    from tests.unit.test_prompts import DUE, do_sweep
+    from tests.unit.test_team_commands_support import SETTINGS
+
+    await active_family(db, joined=(TEACHER,))
+    await _settle(db)
+    clock.current = DUE + timedelta(minutes=5)  # Monday 11:35 in London: open
+    assert (await do_sweep(db)).prompted == 2
+    clock.current = DUE + timedelta(hours=9)  # 20:30 in London: the backlog drains late
+    client = FakeClient()
+    out = OutboxSender(
+        db,
+        client,  # type: ignore[arg-type]
+        hold_until=lambda item, now: held_until(item.payload, now, SETTINGS),
+    )
+    await out.drain_once()
+    assert client.sent == []
+    opening = SETTINGS.schedule.next_open(clock.current)
+    held = [item for item in await outbox(db) if item.next_attempt_at is not None]
+    assert [item.next_attempt_at for item in held] == [opening]
+    clock.current = opening
+    await drain(db, out, clock)
+    assert len(client.sent) == 2

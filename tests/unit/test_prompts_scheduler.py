@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.clock import FileClock
 from bot.scheduler import SweepScheduler
+from devkit.clock import FileClock
 
 
 async def test_sweeps_start_after_ready_and_repeat_one_at_a_time() -> None:

@@ -144,3 +144,30 @@ def _reaction(event_id: str, key: str) -> ReactionEvent:
     )
     assert isinstance(event, ReactionEvent)
     return event
+
+
+async def test_a_sender_flooding_commands_is_asked_once_to_slow_down(
+    loop: SyncLoop, db: Database, client: FakeClient
+) -> None:
+    from bot.ratelimit import BURST, SLOW_DOWN
+
+    room = client.rooms[ROOM]
+    for index in range(BURST + 5):
+        await loop.process_event(room, _text(f"$f{index}", "!help"), apply_effects=True)
+    bodies = [item.payload["content"]["body"] for item in await _outbox(db)]
+    assert len(bodies) == BURST + 1
+    assert bodies[-1] == SLOW_DOWN
+    assert all("What you can do" in body for body in bodies[:BURST])
+    async with db.read() as tx:
+        assert await tx.sync.is_processed(f"$f{BURST + 4}")
+
+
+def test_the_limit_refills_with_time() -> None:
+    from bot.ratelimit import SenderRateLimit
+
+    now = [0.0]
+    limit = SenderRateLimit(burst=2, per_second=1.0, clock=lambda: now[0])
+    assert [limit.check(ALICE) for _ in range(4)] == ["ok", "ok", "warn", "drop"]
+    assert limit.check("@other:localhost") == "ok"
+    now[0] += 1.0
+    assert limit.check(ALICE) == "ok"

@@ -153,3 +153,38 @@ async def test_one_family_that_cannot_be_reconciled_stops_nothing(
     monkeypatch.setattr(bot.sync, "reconcile_family", reconcile)
     await loop.reconcile_rooms()
     assert len(seen) == 2
+
+
+async def test_history_is_forgotten_and_paging_back_respects_the_horizon(
+    loop: SyncLoop, db: Database, client: FakeClient, clock: Any
+) -> None:
+    from nio import RoomMessagesResponse
+
+    from bot.housekeeping import HISTORY_RETENTION, prune_history
+
+    room = client.rooms[ROOM]
+    await loop.process_event(room, _text("$old", "!help"), apply_effects=True)
+    async with db.transaction() as tx:
+        [reply] = await tx.outbox.due()
+        await tx.outbox.mark_sent(reply.id, "$sent")
+        await tx.outbox.enqueue_message("pending", ROOM, {"body": "still to go"})
+    clock.advance(HISTORY_RETENTION + timedelta(minutes=1))
+    await prune_history(db)
+    async with db.read() as tx:
+        assert not await tx.sync.is_processed("$old")
+        assert [item.txn_id for item in await tx.outbox.due()] == ["pending"]
+        rows = await tx.fetchall("SELECT COUNT(*) FROM outbox")
+    assert rows[0][0] == 1
+
+    # The forgotten event comes back in a gap: paging back stops at the horizon.
+    old = _text("$old", "!help")
+    old.server_timestamp = int((clock() - HISTORY_RETENTION * 2).timestamp() * 1000)
+    fresh = _text("$fresh", "!help")
+    fresh.server_timestamp = int(clock().timestamp() * 1000)
+
+    async def room_messages(room_id: str, **kwargs: Any) -> RoomMessagesResponse:
+        return RoomMessagesResponse(room_id, [fresh, old], "end", "start")
+
+    client.room_messages = room_messages  # type: ignore[attr-defined]
+    collected = await loop._backfill(ROOM, "prev")
+    assert [event.event_id for event in collected] == ["$fresh"]
