@@ -11,8 +11,8 @@ from bot.backoff import Backoff
 from bot.clock import Clock, utc_now
 from bot.config import Config
 from bot.direct_chats import direct_rooms_of
-from bot.files import ensure_private_dir
 from bot.faults import NO_FAULTS, SWEEP_BATCH, Faults
+from bot.files import ensure_private_dir
 from bot.housekeeping import prune_history
 from bot.matrix import LoginError, NioGateway, connect
 from bot.outbox import OutboxSender

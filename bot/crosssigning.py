@@ -300,20 +300,21 @@ async def _upload_device_signing_keys(
 
 
 async def ensure_cross_signed(
-    client: nio.AsyncClient, keys_path: Path, *, password: str | None
+    client: nio.AsyncClient, keys_path: Path, *, password: str | None, reset: bool = False
 ) -> bool:
     """Make sure the server holds our cross-signing keys and our device carries their signature.
 
     Needs a logged-in client whose device keys are already uploaded. Returns True if anything
-    was uploaded; a restart with the same device and key file uploads nothing. Raises
-    CrossSigningError when the homeserver refuses, or holds another identity and no password
-    was given to replace it.
+    was uploaded; a restart with the same device and key file uploads nothing. The first start
+    (no identity on the server yet) creates and publishes the keys. Raises CrossSigningError
+    when the homeserver refuses, or when the server already holds an identity and the key file
+    is missing, unreadable or holds another one: replacing the identity is the operator's
+    decision (`reset`, from `bot.reset_cross_signing`), never a side effect of a lost file.
     """
     user_id: str = client.user_id
     device_id: str = client.device_id
     if not (client.access_token and user_id and device_id):
         raise CrossSigningError("cross-signing needs a logged-in client with a device id")
-    keys = await asyncio.to_thread(CrossSigningKeys.load_or_create, keys_path)
 
     status, held = await _request(
         client, "POST", _PATH_QUERY, {"device_keys": {user_id: [device_id]}}
@@ -332,12 +333,33 @@ async def ensure_cross_signed(
         _public_of(held.get("self_signing_keys", {}).get(user_id)),
         _public_of(held.get("user_signing_keys", {}).get(user_id)),
     )
+    server_master = on_server[0]
+    keys = await asyncio.to_thread(_local_keys, keys_path, user_id, server_master, reset=reset)
     ours = (keys.master.public_key, keys.self_signing.public_key, keys.user_signing.public_key)
+    identity_changes = server_master is not None and server_master != ours[0]
+    if identity_changes and not reset:
+        raise CrossSigningError(
+            f"the cross-signing key file {keys_path} holds master key {ours[0]}, but the "
+            f"homeserver holds a different cross-signing identity for {user_id} (master key "
+            f"{server_master}): was the file replaced, or the identity reset from another "
+            "client? Please restore the matching key file from a backup. "
+            + _RESET_CONSEQUENCES
+        )
     if on_server != ours:
-        replacing = on_server[0] is not None
+        replacing = server_master is not None
         await _upload_device_signing_keys(client, keys, password, replacing=replacing)
         logger.info("published cross-signing keys for %s (master %s)", user_id, ours[0])
+        if identity_changes:
+            logger.warning(
+                "bot.reset_cross_signing: replaced %s's cross-signing identity (master %s) "
+                "with the key file's (master %s); Element shows its users a changed identity. "
+                "Set bot.reset_cross_signing back to false.",
+                user_id,
+                server_master,
+                ours[0],
+            )
     elif verify_json(device, keys.self_signing.public_key, user_id):
+        _nothing_reset(reset)
         return False
 
     signed = keys.sign_device(device, user_id)
@@ -352,4 +374,61 @@ async def ensure_cross_signed(
             f"the homeserver rejected the signature on device {device_id}: {json.dumps(failures)}"
         )
     logger.info("cross-signed device %s of %s", device_id, user_id)
+    _nothing_reset(reset and not identity_changes)
     return True
+
+
+_RESET_CONSEQUENCES = (
+    "Replacing the cross-signing keys resets the bot's identity: Element shows everyone who "
+    "talks to the bot a warning that its identity has changed. To reset it on purpose, set "
+    "bot.reset_cross_signing: true in the configuration for one start, then back to false."
+)
+
+
+def _local_keys(
+    path: Path, user_id: str, server_master: str | None, *, reset: bool
+) -> CrossSigningKeys:
+    """The key file's keys.
+
+    New keys are created on the first start (nothing on the server), or, with `reset`, in
+    place of a missing or unreadable file; an unreadable file is then kept beside the new one.
+    """
+    try:
+        return CrossSigningKeys.load(path)
+    except FileNotFoundError:
+        problem: CrossSigningError | None = None
+    except CrossSigningError as exc:
+        problem = exc
+    if server_master is None and problem is None:
+        return CrossSigningKeys.load_or_create(path)
+    if not reset:
+        if server_master is None and problem is not None:
+            raise problem
+        state = "is missing" if problem is None else f"is unreadable ({problem.__cause__})"
+        raise CrossSigningError(
+            f"the cross-signing key file {path} {state}, but the homeserver already holds a "
+            f"cross-signing identity for {user_id} (master key {server_master}). Please "
+            "restore the file from a backup and start the bot again. " + _RESET_CONSEQUENCES
+        )
+    if problem is not None:
+        kept = path.with_name(f"{path.name}.unreadable-{secrets.token_hex(4)}")
+        path.replace(kept)
+        logger.warning("bot.reset_cross_signing: moved the unreadable key file to %s", kept)
+    keys = CrossSigningKeys.load_or_create(path)
+    logger.warning(
+        "bot.reset_cross_signing is set: created new cross-signing keys for %s in %s "
+        "(master %s)",
+        user_id,
+        path,
+        keys.master.public_key,
+    )
+    return keys
+
+
+def _nothing_reset(reset: bool) -> None:
+    if reset:
+        logger.warning(
+            "bot.reset_cross_signing is set, but the key file matches the homeserver and "
+            "nothing was reset; please remove the setting (or set it to false) so that a lost "
+            "key file can never reset the bot's identity unnoticed"
+        )

@@ -81,7 +81,10 @@ async def connect(config: Config) -> AsyncClient:
             log.info("uploaded device keys: %s", type(response).__name__)
         password = config.bot.password.get_secret_value() if config.bot.password else None
         await ensure_cross_signed(
-            client, config.storage.path / CROSS_SIGNING_FILE, password=password
+            client,
+            config.storage.path / CROSS_SIGNING_FILE,
+            password=password,
+            reset=config.bot.reset_cross_signing,
         )
         await _ensure_display_name(client, config.bot.display_name)
     except BaseException:

@@ -8,6 +8,7 @@ The bot never creates a room itself here: `request_family_room` records the fami
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from markup import Markup, code
@@ -26,6 +27,9 @@ ROOM_VERSION = "12"
 has unlimited power and must not be listed in `users`, which Synapse enforces."""
 
 ENCRYPTION_ALGORITHM = "m.megolm.v1.aes-sha2"
+CREATION_LIMIT = 10
+CREATION_WINDOW = timedelta(days=1)
+"""At most this many families per creator in this window: `!family new` in a loop stops."""
 LEAD_POWER = 50
 MODERATION_POWER = 50
 STATE_POWER = 100
@@ -143,6 +147,11 @@ async def request_family_room(
             f"{policy.servers_text()}, and your account is on {server_of(creator)}."
         )
     check_reference(reference, policy)
+    if await tx.families.created_since(creator, tx.now() - CREATION_WINDOW) >= CREATION_LIMIT:
+        raise TeamRuleError(
+            f"You have created {CREATION_LIMIT} family rooms in the last day, which is as many "
+            "as I make for one person in a day. If you need more, please ask an administrator."
+        )
     if await tx.families.by_reference(reference) is not None:
         raise TeamRuleError(
             "There is already a family with the reference "

@@ -160,6 +160,21 @@ class FamilyRepository:
             (family_id, kind, value, note, recorded_by, encode_time(at)),
         )
 
+    async def created_since(self, created_by: str, since: datetime) -> int:
+        """How many families `created_by` has created since `since` (whatever became of them)."""
+        row = await self._tx.fetchone(
+            "SELECT COUNT(*) FROM family WHERE created_by = ? AND created_at >= ?",
+            (created_by, encode_time(since)),
+        )
+        return 0 if row is None else int(row[0])
+
+    async def release(self, family_id: int) -> Family:
+        """Give up a family that never got its room: it keeps its id (the audit refers to it)
+        but no longer holds its reference, which may be used again."""
+        return await self._update(
+            family_id, "status = 'purged', reference = ?", (f"~released-{family_id}",)
+        )
+
     async def set_status(self, family_id: int, status: FamilyStatus) -> Family:
         if status not in FAMILY_STATUSES:
             raise ValueError(

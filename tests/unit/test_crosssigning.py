@@ -358,7 +358,9 @@ async def test_a_lost_key_file_is_replaced_with_the_password(tmp_path: Path) -> 
     old_master = server.cross_signing["master"]
     server.calls.clear()
 
-    assert await ensure_cross_signed(server, tmp_path / "new.json", password=server.PASSWORD)
+    assert await ensure_cross_signed(
+        server, tmp_path / "new.json", password=server.PASSWORD, reset=True
+    )
     assert server.calls == [
         "keys/query",
         "device_signing/upload",
@@ -376,14 +378,14 @@ async def test_a_different_identity_without_a_password_is_a_clear_error(tmp_path
     server = FakeHomeserver()
     await ensure_cross_signed(server, tmp_path / "old.json", password=None)
     with pytest.raises(CrossSigningError, match="different cross-signing identity"):
-        await ensure_cross_signed(server, tmp_path / "new.json", password=None)
+        await ensure_cross_signed(server, tmp_path / "new.json", password=None, reset=True)
 
 
 async def test_a_wrong_password_is_reported(tmp_path: Path) -> None:
     server = FakeHomeserver()
     await ensure_cross_signed(server, tmp_path / "old.json", password=None)
     with pytest.raises(CrossSigningError, match="M_FORBIDDEN") as raised:
-        await ensure_cross_signed(server, tmp_path / "new.json", password="wrong")
+        await ensure_cross_signed(server, tmp_path / "new.json", password="wrong", reset=True)
     assert raised.value.status == 401
 
 

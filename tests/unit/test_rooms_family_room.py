@@ -208,3 +208,15 @@ async def test_outbox_items_for_one_user(db: Database) -> None:
         nothing = await tx.outbox.for_user(ROOM, "kick", LEAD)
     assert [item.payload["user_id"] for item in found] == [LEAD]
     assert nothing == []
+
+
+async def test_one_person_cannot_create_family_rooms_without_end(db: Database) -> None:
+    from rooms.family_room import CREATION_LIMIT
+
+    async with db.transaction() as tx:
+        for number in range(CREATION_LIMIT):
+            await request_family_room(tx, f"LDC-2026-{number:04}", LEAD, POLICY, f"$new{number}")
+    async with db.transaction() as tx:
+        with pytest.raises(TeamRuleError, match="in the last day"):
+            await request_family_room(tx, "LDC-2026-0999", LEAD, POLICY, "$one-more")
+        assert await tx.families.by_reference("LDC-2026-0999") is None

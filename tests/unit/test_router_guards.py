@@ -3,6 +3,7 @@ happen before the transaction, users on servers outside the policy get a refusal
 command (a two-member "direct chat" included), and a reaction sent in the clear in an encrypted
 room is not taken as an answer."""
 
+# ruff: noqa: F811 - pytest fixtures imported from the sync pipeline tests are used by name
 from __future__ import annotations
 
 from typing import Any
@@ -16,9 +17,19 @@ from bot.settings import prompt_settings, team_policy
 from bot.sync import SyncLoop
 from commands import build_registry
 from storage import Database
-from tests.unit.test_sync_pipeline import ALICE, BOT, ROOM, FakeClient, _config, _outbox, _text
-
-pytest_plugins = ("tests.unit.test_sync_pipeline",)
+from tests.unit.test_sync_pipeline import (  # noqa: F401 - fixtures
+    ALICE,
+    BOT,
+    ROOM,
+    FakeClient,
+    _config,
+    _outbox,
+    _text,
+    client,
+    clock,
+    db,
+    loop,
+)
 
 OUTSIDER = "@eve:elsewhere.example"
 

@@ -3,6 +3,7 @@ gets its sender a reference instead of silence and cannot deafen the bot, parked
 after a horizon, invitations are answered through the outbox, and one family that cannot be
 reconciled stops nothing."""
 
+# ruff: noqa: F811 - pytest fixtures imported from the sync pipeline tests are used by name
 from __future__ import annotations
 
 from datetime import timedelta
@@ -14,7 +15,7 @@ from nio import InviteMemberEvent
 import bot.sync
 from bot.sync import MAX_EVENT_ATTEMPTS, PARKED_HORIZON, EventRetry, SyncLoop
 from storage import Database
-from tests.unit.test_sync_pipeline import (
+from tests.unit.test_sync_pipeline import (  # noqa: F401 - fixtures
     ALICE,
     BOT,
     ROOM,
@@ -22,9 +23,11 @@ from tests.unit.test_sync_pipeline import (
     _megolm,
     _outbox,
     _text,
+    client,
+    clock,
+    db,
+    loop,
 )
-
-pytest_plugins = ("tests.unit.test_sync_pipeline",)
 
 
 def _failing(loop: SyncLoop, times: int, error: Exception) -> list[int]:

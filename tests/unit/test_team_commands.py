@@ -235,7 +235,7 @@ async def test_family_new_creates_a_pending_family(db: Database) -> None:
     ("body", "room_kind", "expected"),
     [
         ("!family new Smith family", RoomKind.DIRECT, "`Smith` is not a case reference"),
-        ("!family new LDC-42", RoomKind.DIRECT, "`LDC-42` is not a case reference"),
+        ("!family new JaneDoe", RoomKind.DIRECT, "`JaneDoe` is not a case reference"),
         ("!family new LDC-2026-0042", RoomKind.DIRECT, "There is already a family"),
         ("!family new LDC-2026-0099", RoomKind.FAMILY, "only works in a direct chat"),
         ("!family", RoomKind.DIRECT, "`!family` needs a subcommand."),
