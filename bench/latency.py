@@ -60,6 +60,8 @@ async def run(rounds: int) -> None:
             config = write_bot_config(
                 root / "patchwork.yaml", homeserver_url=synapse.base_url, user_id=bot_user,
                 password=password, storage=root / "bot",
+                # One sender asks hundreds of times in a row: lift the per-sender command limit.
+                extra={"bot": {"command_burst": 10000, "commands_per_minute": 100000}},
             )
             bot = BotProcess(config, root / "bot.log", user_id=bot_user)
             await bot.start()

@@ -16,6 +16,7 @@ from bot.files import ensure_private_dir
 from bot.housekeeping import prune_history
 from bot.matrix import LoginError, NioGateway, connect
 from bot.outbox import OutboxSender
+from bot.ratelimit import SenderRateLimit
 from bot.router import EventRouter
 from bot.scheduler import SweepScheduler
 from bot.settings import prompt_settings, team_policy
@@ -86,6 +87,10 @@ async def run_bot(
                 gateway=NioGateway(client),
                 policy=policy,
                 prompts=prompts,
+                rate_limit=SenderRateLimit(
+                    burst=config.bot.command_burst,
+                    per_second=config.bot.commands_per_minute / 60,
+                ),
             )
             sync_loop = SyncLoop(
                 client=client,

@@ -7,6 +7,7 @@ can be kept in version control. All models are frozen: the configuration is read
 and handed down to whatever needs it.
 
 The package is split by concern: ``models`` holds the section models and their checks,
+``prompts`` the prompts section and its working hours, ``section`` their common base,
 ``loading`` reads the YAML file and fills ``${NAME}`` references, and ``errors`` holds
 ConfigError and the wording of validation and YAML errors. Import from ``bot.config`` itself.
 """
@@ -21,10 +22,9 @@ from bot.config.models import (
     HomeserverConfig,
     LoggingConfig,
     PolicyConfig,
-    PromptsConfig,
     StorageConfig,
-    WorkingHoursConfig,
 )
+from bot.config.prompts import PromptsConfig, WorkingHoursConfig
 
 __all__ = [
     "BotConfig",

@@ -15,7 +15,7 @@ import html
 import re
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -85,9 +85,7 @@ def every_command(commands: tuple[Command, ...]) -> list[Command]:
 
 
 COMMANDS = every_command(build_registry().all())
-INVOCATIONS = sorted(
-    {" ".join((*item.parents, name)) for item in COMMANDS for name in item.names}
-)
+INVOCATIONS = sorted({" ".join((*item.parents, name)) for item in COMMANDS for name in item.names})
 """Every way to name a command or subcommand, aliases included: "contact set", "family new"."""
 
 WORDS = sorted(
@@ -132,7 +130,7 @@ USER_IDS = (
     "@x:1.2.3.4:0",
     '@"quote":council.example',
     '@a:council.example"',
-    "@a:council.example\"><script>",
+    '@a:council.example"><script>',
     "@UPPER:council.example",
     "@bob:council.example:99999",
     "@" + "a" * 300 + ":council.example",
@@ -156,7 +154,7 @@ REFERENCES = (
     "Jane Smith",
     "Smith1",
     "<b>1</b>",
-    "LDC-2026-0043\"><script>",
+    'LDC-2026-0043"><script>',
     "1" * 300,
 )
 VALUES = (
@@ -290,10 +288,13 @@ def markup_problems(formatted_body: str) -> list[str]:
 
 def test_the_markup_check_catches_what_it_is_for() -> None:
     """The checker itself, on what the bot writes and on what it must never write."""
-    assert markup_problems(
-        '<p>Hi <a href="https://matrix.to/#/@a:b">A &amp; B</a><br><code>&lt;x&gt;</code></p>'
-        "<ul><li><strong>x</strong></li></ul>"
-    ) == []
+    assert (
+        markup_problems(
+            '<p>Hi <a href="https://matrix.to/#/@a:b">A &amp; B</a><br><code>&lt;x&gt;</code></p>'
+            "<ul><li><strong>x</strong></li></ul>"
+        )
+        == []
+    )
     for bad in (
         "<p><script>alert(1)</script></p>",
         '<img src="x">',
@@ -351,10 +352,11 @@ async def prepare(path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-async def template(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Path]:
+async def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Built once; each example copies the file."""
     path = tmp_path_factory.mktemp("properties") / "template.sqlite3"
     await prepare(path)
-    yield path
+    return path
 
 
 def answers_to(items: list[OutboxItem], event_id: str) -> list[OutboxItem]:
