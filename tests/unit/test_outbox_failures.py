@@ -305,3 +305,45 @@ async def test_a_question_that_drains_late_waits_for_working_hours(
     clock.current = opening
     await drain(db, out, clock)
     assert len(client.sent) == 2
+
+
+async def test_a_room_the_homeserver_will_not_create_frees_its_reference(
+    db: Database, clock: ManualClock
+) -> None:
+    await say(db, "!family new LDC-2026-0042", sender=LEAD, room_id=DM, room_kind=_direct())
+    client = FakeClient()
+
+    async def refuse(response: type, method: str, path: str, data: str) -> Any:
+        return ErrorResponse("You are not allowed to create rooms", "M_FORBIDDEN")
+
+    client._send = refuse  # type: ignore[method-assign]
+    await drain(db, sender(db, client), clock)
+    items = await outbox(db)
+    [create] = [item for item in items if item.kind == "create_room"]
+    assert create.failed_at is not None
+    [told] = [content for room, content in client.sent if room == DM]
+    assert told["m.mentions"] == {"user_ids": [LEAD]}
+    assert "could not create the room" in told["body"]
+    again = await say(db, "!family new LDC-2026-0042", sender=LEAD, room_id=DM, room_kind=_direct())
+    assert "I am creating the room" in again.body
+
+
+async def test_display_names_come_from_room_state_without_a_request() -> None:
+    from nio import MatrixRoom
+
+    from bot.matrix import NioGateway
+
+    class NoNetwork:
+        user_id = "@patchwork:council.example"
+
+        def __init__(self) -> None:
+            room = MatrixRoom(ROOM, self.user_id, encrypted=True)
+            room.add_member(TEACHER, "Tara Teacher", None)
+            self.rooms = {ROOM: room}
+
+        async def get_displayname(self, user_id: str) -> Any:
+            raise AssertionError("no profile request may be made inside a command")
+
+    gateway = NioGateway(NoNetwork())  # type: ignore[arg-type]
+    assert await gateway.get_display_name(TEACHER) == "Tara Teacher"
+    assert await gateway.get_display_name(NURSE) is None
