@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import binascii
-import contextlib
 import json
 import logging
 import os
@@ -25,6 +24,7 @@ from typing import Any
 
 import nio
 
+from bot.files import fsync_dir
 from bot.signing import SEED_BYTES as SEED_BYTES
 from bot.signing import SigningKey as SigningKey
 from bot.signing import canonical_json as canonical_json
@@ -142,7 +142,7 @@ class CrossSigningKeys:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
     def _create(self, path: Path) -> CrossSigningKeys:
         """Publish this key file only if none exists yet; otherwise load the one that won."""
@@ -156,7 +156,7 @@ class CrossSigningKeys:
             tmp.replace(path)
         finally:
             tmp.unlink(missing_ok=True)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         logger.info("created cross-signing keys in %s (master %s)", path, self.master.public_key)
         return self
 
@@ -206,16 +206,6 @@ class CrossSigningKeys:
 
 def _key_object(user_id: str, usage: str, key: SigningKey) -> dict[str, Any]:
     return {"user_id": user_id, "usage": [usage], "keys": {key.key_id: key.public_key}}
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename or link durable; harmless where directories cannot be fsynced."""
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 async def _request(

@@ -45,10 +45,10 @@ def write_private(path: Path, text: str) -> None:
             os.close(fd)
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     """Make the rename durable; harmless where directories cannot be fsynced."""
     with contextlib.suppress(OSError):
         fd = os.open(directory, os.O_RDONLY)
