@@ -147,6 +147,44 @@ async def _ensure_display_name(client: AsyncClient, display_name: str) -> None:
     await client.set_displayname(display_name)
 
 
+class KeySharingIncomplete(ConnectionError):
+    """Some member devices did not get the room key; the send is retried with a new one."""
+
+
+async def share_room_key(client: AsyncClient, room_id: str) -> None:
+    """Share the room's megolm key with every member device before a send, and check that it
+    reached them. nio marks a session shared even when its to-device requests failed, and
+    would then encrypt every later message with a key nobody received; here a share that did
+    not reach every device is thrown away, so the next try shares a new key."""
+    olm = client.olm
+    if olm is None or olm.group_session_shared(room_id):
+        return
+    await client.share_group_session(room_id, ignore_unverified_devices=True)
+    session = olm.outbound_group_sessions.get(room_id)
+    if session is None:
+        return
+    missing = _key_recipients(client, room_id) - session.users_shared_with - session.users_ignored
+    if missing:
+        client.invalidate_outbound_session(room_id)
+        raise KeySharingIncomplete(f"the room key did not reach {len(missing)} device(s)")
+
+
+def _key_recipients(client: AsyncClient, room_id: str) -> set[tuple[str, str]]:
+    """The member devices nio shares a room key with: active, not ours, with an Olm session."""
+    olm = client.olm
+    room = client.rooms.get(room_id)
+    if olm is None or room is None:
+        return set()
+    return {
+        (user_id, device.id)
+        for user_id in room.users
+        for device in olm.device_store.active_user_devices(user_id)
+        if device.id != client.device_id
+        and not olm.is_device_blacklisted(device)
+        and olm.session_store.get(device.curve25519) is not None
+    }
+
+
 async def refresh_device_keys(client: AsyncClient) -> None:
     """Do the key housekeeping that nio's sync_forever would do after each sync."""
     if client.should_upload_keys:

@@ -37,7 +37,7 @@ from nio.api import Api
 
 from bot.backoff import Backoff
 from bot.faults import CREATE_ROOM_RETURNED, NO_FAULTS, SEND_ACCEPTED, Faults
-from bot.matrix import refresh_device_keys
+from bot.matrix import refresh_device_keys, share_room_key
 from rooms.family_room import FAMILY_STATE_EVENT
 from storage import ORDERED_KINDS, Database, OutboxItem, Transaction
 
@@ -177,7 +177,7 @@ class OutboxSender:
             log.debug("outbox item %s raised", item.id, exc_info=True)
             await self._retry(item, f"{type(exc).__name__}: {exc}")
             return False
-        if isinstance(response, ErrorResponse):
+        if isinstance(response, ErrorResponse) and not self._already_done(item, response):
             code = response.status_code or ""
             message = f"{code} {response.message}"
             if code in PERMANENT_ERRORS:
@@ -202,6 +202,17 @@ class OutboxSender:
                     log.exception("follow-up of outbox item %s failed", item.id)
             await tx.outbox.mark_sent(item.id, result)
         return True
+
+    def _already_done(self, item: OutboxItem, response: ErrorResponse) -> bool:
+        """An invite refused because its target is already invited or in the room: an earlier
+        try was accepted and then lost (a crash, or a response lost on the way back), so the
+        invite has done its work."""
+        if item.kind != "invite" or response.status_code != "M_FORBIDDEN":
+            return False
+        room = self._client.rooms.get(item.room_id)
+        user_id = item.payload.get("user_id")
+        in_room = room is not None and user_id in room.users
+        return in_room or "already in the room" in (response.message or "")
 
     async def _room_created(self, item: OutboxItem, room_id: str) -> None:
         """Attach the new room in the transaction that marks the item sent. If that fails, the
@@ -252,6 +263,7 @@ class OutboxSender:
             if room is not None and room.encrypted:
                 # Know every member's devices before encrypting, or someone misses the key.
                 await refresh_device_keys(client)
+                await share_room_key(client, item.room_id)
             return await client.room_send(
                 item.room_id,
                 payload.get("type", "m.room.message"),

@@ -8,7 +8,9 @@ runs, a test switches what it does to the bytes:
 - `drop(p)`: close a connection at random, with probability `p` per chunk in either direction;
 - `cut(p)`: forward only part of a chunk of the server's answer, then close the connection
   (with probability `p` per chunk): the request was handled, the answer never arrives whole;
-- `refuse()`: stop listening (new connections are refused) and close those already open.
+- `refuse()`: stop listening (new connections are refused) and close those already open;
+- `drop_requests(path)`: close the connection instead of forwarding a request whose path
+  contains `path` (the server never sees it), and pass everything else.
 
 It is loopback only and bounded in time: connecting upstream gives up after a few seconds, and
 the whole proxy closes itself after `lifetime` seconds, so a test that forgets it cannot leave
@@ -33,17 +35,20 @@ CONNECT_TIMEOUT = 5.0
 
 @dataclass(frozen=True)
 class Mode:
-    """What the proxy does now; `name` is one of pass, delay, drop, cut, refuse."""
+    """What the proxy does now; `name` is one of pass, delay, drop, cut, refuse, drop_requests."""
 
     name: str = "pass"
     delay_ms: float = 0.0
     probability: float = 0.0
+    path: str = ""
 
     def __str__(self) -> str:
         if self.name == "delay":
             return f"delay({self.delay_ms:g} ms)"
         if self.name in ("drop", "cut"):
             return f"{self.name}(p={self.probability:g})"
+        if self.name == "drop_requests":
+            return f"drop_requests({self.path})"
         return self.name
 
 
@@ -54,6 +59,7 @@ class ProxyStats:
     connections: int = 0
     refused_while_closed: int = 0
     dropped: int = 0
+    dropped_requests: int = 0
     cut: int = 0
     closed_by_refuse: int = 0
     upstream_failures: int = 0
@@ -193,6 +199,9 @@ class FaultProxy:
     async def refuse(self) -> None:
         await self.set_mode(Mode("refuse"))
 
+    async def drop_requests(self, path: str) -> None:
+        await self.set_mode(Mode("drop_requests", path=path))
+
     # --- forwarding ------------------------------------------------------------------------
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -233,15 +242,15 @@ class FaultProxy:
                     with contextlib.suppress(OSError, RuntimeError):
                         writer.write_eof()
                     return
-                chunk = await self._apply(link, chunk, upstream=upstream)
-                if chunk is None:
+                forwarded = await self._apply(link, chunk, upstream=upstream)
+                if forwarded is None:
                     return
-                writer.write(chunk)
+                writer.write(forwarded)
                 await writer.drain()
                 if upstream:
-                    self.stats.bytes_up += len(chunk)
+                    self.stats.bytes_up += len(forwarded)
                 else:
-                    self.stats.bytes_down += len(chunk)
+                    self.stats.bytes_down += len(forwarded)
         except (OSError, ConnectionError):
             link.abort()
 
@@ -272,4 +281,21 @@ class FaultProxy:
         elif mode.name == "refuse":
             link.abort()
             return None
+        elif mode.name == "drop_requests" and upstream and mode.path in _request_path(chunk):
+            self.stats.dropped_requests += 1
+            link.abort()
+            return None
         return chunk
+
+
+_METHODS = (b"GET ", b"PUT ", b"POST ", b"DELETE ", b"HEAD ", b"OPTIONS ", b"PATCH ")
+
+
+def _request_path(chunk: bytes) -> str:
+    """The path of the HTTP/1.1 request that starts this chunk, or "" if none starts here
+    (aiohttp does not pipeline, so each request begins a chunk of its own)."""
+    if not chunk.startswith(_METHODS):
+        return ""
+    line = chunk.split(b"\r\n", 1)[0].decode("latin-1")
+    parts = line.split(" ")
+    return parts[1] if len(parts) >= 2 else ""

@@ -68,9 +68,10 @@ class Ledger:
     def attempted(self) -> int:
         return len(self.sent) + len(self.items)
 
-    def lost(self) -> list[Sent]:
+    def lost(self, among: list[Sent] | None = None) -> list[Sent]:
         counts = self.counts()
-        return [item for item in self.sent if counts[item.event_id] == 0]
+        return [item for item in (self.sent if among is None else among)
+                if counts[item.event_id] == 0]
 
     def lost_items(self) -> list[str]:
         return [what for what, seen in self.items.items() if seen == 0]
@@ -104,17 +105,24 @@ class Ledger:
             if any(phrase in message.body for phrase in phrases)
         ]
 
-    async def wait_all_answered(self, timeout: float = 90) -> float:
-        """Wait until every command has at least one reply; returns when that was (monotonic)."""
+    async def wait_all_answered(
+        self, timeout: float = 90, among: list[Sent] | None = None
+    ) -> float:
+        """Wait until every command (or those `among`) has at least one reply; returns when
+        that was (monotonic)."""
         try:
             async with asyncio.timeout(timeout):
-                while self.lost():  # noqa: ASYNC110 - the practitioners' syncs fill it
+                while self.lost(among):  # noqa: ASYNC110 - the practitioners' syncs fill it
                     await asyncio.sleep(0.2)
         except TimeoutError:
-            missing = [(item.body, item.event_id) for item in self.lost()]
+            missing = [(item.body, item.event_id) for item in self.lost(among)]
+            unreadable = {
+                viewer.user_id: len(viewer.undecryptable(room_id))
+                for room_id, viewer in self.viewers.items()
+            }
             raise AssertionError(
-                f"{len(missing)} of {self.attempted} commands unanswered after {timeout:g} s: "
-                f"{missing[:10]}"
+                f"{len(missing)} of {len(self.sent)} commands unanswered after {timeout:g} s: "
+                f"{missing[:10]}; events the senders could not decrypt: {unreadable}"
             ) from None
         return time.monotonic()
 

@@ -347,3 +347,72 @@ async def test_display_names_come_from_room_state_without_a_request() -> None:
     gateway = NioGateway(NoNetwork())  # type: ignore[arg-type]
     assert await gateway.get_display_name(TEACHER) == "Tara Teacher"
     assert await gateway.get_display_name(NURSE) is None
+
+
+async def test_an_invite_refused_because_it_already_arrived_counts_as_sent(
+    db: Database, clock: ManualClock
+) -> None:
+    family = await active_family(db)
+    await _settle(db)
+    await say(db, f"!invite {NURSE} School nurse", sender=LEAD)
+    client = FakeClient()
+
+    async def already(room_id: str, user_id: str) -> Any:
+        return ErrorResponse(f"{user_id} is already in the room.", "M_FORBIDDEN")
+
+    client.room_invite = already  # type: ignore[method-assign]
+    await drain(db, sender(db, client), clock)
+    [invite] = [i for i in await outbox(db) if i.kind == "invite" and i.payload["user_id"] == NURSE]
+    assert invite.sent_at is not None
+    assert invite.failed_at is None
+    assert client.sent == [], "nobody is told of a failure that did not happen"
+    async with db.read() as tx:
+        nurse = await tx.involvements.get(family.id, NURSE)
+    assert nurse is not None
+    assert (nurse.status, nurse.invited_by) == ("active", LEAD)
+
+
+async def test_a_room_key_that_did_not_reach_every_device_is_not_used() -> None:
+    from types import SimpleNamespace
+
+    from bot.matrix import KeySharingIncomplete, share_room_key
+
+    device = SimpleNamespace(id="TEACHERDEVICE", curve25519="curve")
+    session = SimpleNamespace(shared=False, users_shared_with=set(), users_ignored=set())
+    invalidated: list[str] = []
+
+    class Olm:
+        outbound_group_sessions = {ROOM: session}
+        device_store = SimpleNamespace(active_user_devices=lambda user_id: [device])
+        session_store = SimpleNamespace(get=lambda key: object())
+
+        def group_session_shared(self, room_id: str) -> bool:
+            return bool(session.shared)
+
+        def is_device_blacklisted(self, device: object) -> bool:
+            return False
+
+    class Client:
+        device_id = "PATCHWORK"
+        olm = Olm()
+        rooms = {ROOM: SimpleNamespace(users={TEACHER: object()})}
+
+        async def share_group_session(self, room_id: str, **kwargs: Any) -> None:
+            session.shared = True  # as nio does, even when its to-device requests failed
+
+        def invalidate_outbound_session(self, room_id: str) -> None:
+            invalidated.append(room_id)
+
+    with pytest.raises(KeySharingIncomplete):
+        await share_room_key(Client(), ROOM)  # type: ignore[arg-type]
+    assert invalidated == [ROOM]
+    session.shared = False
+    session.users_shared_with.add((TEACHER, "TEACHERDEVICE"))
+
+    async def shares(room_id: str, **kwargs: Any) -> None:
+        session.shared = True
+
+    client = Client()
+    client.share_group_session = shares  # type: ignore[method-assign]
+    await share_room_key(client, ROOM)  # type: ignore[arg-type]
+    assert invalidated == [ROOM]
