@@ -157,7 +157,7 @@ async def share_room_key(client: AsyncClient, room_id: str) -> None:
     would then encrypt every later message with a key nobody received; here a share that did
     not reach every device is thrown away, so the next try shares a new key."""
     olm = client.olm
-    if olm is None or olm.group_session_shared(room_id):
+    if olm is None or not olm.should_share_group_session(room_id):
         return
     await client.share_group_session(room_id, ignore_unverified_devices=True)
     session = olm.outbound_group_sessions.get(room_id)

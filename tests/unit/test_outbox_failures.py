@@ -386,8 +386,8 @@ async def test_a_room_key_that_did_not_reach_every_device_is_not_used() -> None:
         device_store = SimpleNamespace(active_user_devices=lambda user_id: [device])
         session_store = SimpleNamespace(get=lambda key: object())
 
-        def group_session_shared(self, room_id: str) -> bool:
-            return bool(session.shared)
+        def should_share_group_session(self, room_id: str) -> bool:
+            return not session.shared
 
         def is_device_blacklisted(self, device: object) -> bool:
             return False
