@@ -10,8 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 BURST = 20
-PER_SECOND = 1.0
-"""Twenty commands at once, then one a second: far beyond what a person types."""
+PER_MINUTE = 60
+"""Twenty commands at once, then one a second: far beyond what a person types. The defaults of
+`bot.command_burst` and `bot.commands_per_minute`."""
 
 SLOW_DOWN = (
     "You are sending commands faster than I can answer them, so I am ignoring some. "
@@ -30,7 +31,7 @@ class SenderRateLimit:
     def __init__(
         self,
         burst: int = BURST,
-        per_second: float = PER_SECOND,
+        per_second: float = PER_MINUTE / 60,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._burst = burst

@@ -13,6 +13,11 @@ from typing import Any
 from markup import Markup, Reply
 from storage import INTERACTIVE, Transaction, transaction_id
 
+NOTIFY_ROOM_KEY = "notify_room"
+"""Payload key of a create_room item: the chat where the creator asked, told if it fails."""
+REQUESTED_BY_KEY = "requested_by"
+"""Payload key of an invite: who asked for it (None for the bot's own), told if it fails."""
+
 INVITE = "invite"
 KICK = "kick"
 STATE = "state"
@@ -44,7 +49,7 @@ async def invite_user(
     requested_by: str | None = None,
 ) -> bool:
     """Queue an invite; `requested_by` is told if it cannot be delivered."""
-    payload: dict[str, Any] = {"user_id": user_id, "requested_by": requested_by}
+    payload: dict[str, Any] = {"user_id": user_id, REQUESTED_BY_KEY: requested_by}
     if reason:
         payload["reason"] = reason
     return await tx.outbox.enqueue(transaction_id(*cause), room_id, INVITE, payload)

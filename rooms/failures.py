@@ -18,7 +18,7 @@ import logging
 from datetime import timedelta
 
 from markup import Markup, code, paragraph, user
-from rooms.actions import CREATE_ROOM, INVITE, post_notice
+from rooms.actions import CREATE_ROOM, INVITE, NOTIFY_ROOM_KEY, REQUESTED_BY_KEY, post_notice
 from rooms.policy import TeamPolicy
 from rooms.prompts import PROMPT_PAYLOAD_KEY
 from storage import OutboxItem, Transaction
@@ -27,10 +27,6 @@ log = logging.getLogger(__name__)
 
 PROMPT_RETRY = timedelta(hours=1)
 """How long after a failed send a still-involved question is asked again (in working hours)."""
-NOTIFY_ROOM_KEY = "notify_room"
-"""Payload key of a create_room item: the chat where the creator asked."""
-REQUESTED_BY_KEY = "requested_by"
-"""Payload key of an invite: who asked for it (None for the bot's own invites)."""
 
 
 async def on_item_failed(

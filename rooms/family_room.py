@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from markup import Markup, code
-from rooms.actions import CREATE_ROOM, invite_user, send_state
+from rooms.actions import CREATE_ROOM, NOTIFY_ROOM_KEY, invite_user, send_state
 from rooms.errors import TeamRuleError
 from rooms.policy import TeamPolicy, server_of
 from rooms.references import example_for, follows, safety_problem
@@ -164,7 +164,7 @@ async def request_family_room(
         creation_queue_key(family.id),
         CREATE_ROOM,
         {"family_id": family.id, "request": create_room_request(reference, creator, policy)}
-        | ({} if notify_room is None else {"notify_room": notify_room}),
+        | ({} if notify_room is None else {NOTIFY_ROOM_KEY: notify_room}),
     )
     await tx.audit.append(
         creator, "family_create", family_id=family.id, detail={"reference": reference}

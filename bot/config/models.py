@@ -28,6 +28,7 @@ from bot.config.errors import _KeyProblem, _kind
 from bot.config.prompts import PromptsConfig
 from bot.config.section import _Section
 from bot.durations import Duration
+from bot.ratelimit import BURST, PER_MINUTE
 from rooms.references import DEFAULT_REFERENCE_PATTERN
 
 _SERVER_NAME = r"(?:[0-9A-Za-z.-]{1,255}|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?"
@@ -118,10 +119,10 @@ class BotConfig(_Section):
         default=50, ge=1, le=1000, description="a whole number of events from 1 to 1000"
     )
     command_burst: int = Field(
-        default=20, ge=1, le=10000, description="how many commands one sender may send at once"
+        default=BURST, ge=1, le=10000, description="how many commands one sender may send at once"
     )
     commands_per_minute: int = Field(
-        default=60,
+        default=PER_MINUTE,
         ge=1,
         le=100000,
         description="how many commands a minute one sender may send after the burst",
