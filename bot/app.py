@@ -5,23 +5,31 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from nio import AsyncClient
+from nio import AsyncClient, ErrorResponse
 
+from bot.auditkey import load_audit_key
 from bot.backoff import Backoff
+from bot.backup import StorageLock
 from bot.clock import Clock, utc_now
 from bot.config import Config
 from bot.direct_chats import direct_rooms_of
 from bot.faults import NO_FAULTS, SWEEP_BATCH, Faults
 from bot.files import ensure_private_dir
+from bot.health import HealthServer, notify_systemd_when_ready
 from bot.housekeeping import prune_history
 from bot.matrix import LoginError, NioGateway, connect
+from bot.metrics import Metrics
 from bot.outbox import OutboxSender
 from bot.ratelimit import SenderRateLimit
+from bot.retention import log_audit_head, purge_due_families
 from bot.router import EventRouter
 from bot.scheduler import SweepScheduler
 from bot.settings import prompt_settings, team_policy
 from bot.sync import SyncLoop
+from bot.verification import VerificationRefuser
 from commands import build_registry
+from rooms.direct_chat import DIRECT_FOR_KEY, on_direct_chat_created
+from rooms.exports import Attachment, build_attachment
 from rooms.failures import on_item_failed
 from rooms.family_room import on_room_created
 from rooms.prompts import held_until, on_message_sent, sweep
@@ -30,6 +38,20 @@ from storage import Database, OutboxItem, Transaction
 log = logging.getLogger(__name__)
 
 DATABASE_FILE = "patchwork.db"
+
+
+async def open_database(config: Config, *, clock: Clock = utc_now) -> Database:
+    """The bot's database under `storage.path`, with the audit chain keyed by its HMAC key
+    (created on first start). Tools that only read (doctor, audit verify) use it too."""
+    ensure_private_dir(config.storage.path)
+    key = load_audit_key(config.storage.path, create=True)
+    return await Database.open(config.storage.path / DATABASE_FILE, clock=clock, audit_key=key)
+
+
+async def _attachment(db: Database, item: OutboxItem) -> Attachment:
+    """The file an export item stands for, built from the database when it is sent."""
+    async with db.read() as tx:
+        return await build_attachment(tx, item.payload)
 
 
 async def _connect_with_retry(config: Config, stop: asyncio.Event) -> AsyncClient | None:
@@ -56,18 +78,32 @@ async def run_bot(
     """Run until `stop` is set; every piece is built here and handed down (no globals).
     `clock` and `faults` are for tests (`devkit.testbot`): the CLI passes neither."""
     ensure_private_dir(config.storage.path)
-    db = await Database.open(config.storage.path / DATABASE_FILE, clock=clock)
+    lock = StorageLock.acquire(config.storage.path)  # restore refuses while it is held
     try:
+        db = await open_database(config, clock=clock)
+    except BaseException:
+        lock.release()
+        raise
+    metrics = Metrics()
+    health = HealthServer(None)
+    try:
+        health = await HealthServer.start(config.metrics, metrics, db)
         client = await _connect_with_retry(config, stop)
         if client is None:
             return
+        client.add_response_callback(metrics.on_response, ErrorResponse)
         try:
             policy = team_policy(config, client.user_id)
 
             async def room_created(tx: Transaction, item: OutboxItem, room_id: str) -> None:
+                if DIRECT_FOR_KEY in item.payload:
+                    await on_direct_chat_created(tx, item, room_id)
+                    return
                 await on_room_created(tx, item.payload["family_id"], room_id, policy)
 
             async def item_failed(tx: Transaction, item: OutboxItem, error: str) -> None:
+                if DIRECT_FOR_KEY in item.payload:
+                    return  # a welcome that could not reach its direct chat: nobody to tell
                 await on_item_failed(tx, item, error, policy)
 
             outbox = OutboxSender(
@@ -77,7 +113,9 @@ async def run_bot(
                 on_sent=on_message_sent,
                 on_failed=item_failed,
                 hold_until=lambda item, now: held_until(item.payload, now, prompts),
+                attachment=lambda item: _attachment(db, item),
                 faults=faults,
+                metrics=metrics,
             )
             registry = build_registry()
             prompts = prompt_settings(config)
@@ -91,7 +129,9 @@ async def run_bot(
                     burst=config.bot.command_burst,
                     per_second=config.bot.commands_per_minute / 60,
                 ),
+                metrics=metrics,
             )
+            direct_rooms = direct_rooms_of(client)
             sync_loop = SyncLoop(
                 client=client,
                 db=db,
@@ -100,8 +140,9 @@ async def run_bot(
                 config=config,
                 policy=policy,
                 faults=faults,
+                metrics=metrics,
+                verification=VerificationRefuser(client, db, direct_rooms),
             )
-            direct_rooms = direct_rooms_of(client)
 
             async def sweep_prompts() -> None:
                 await prune_history(db)
@@ -115,12 +156,22 @@ async def run_bot(
                 if report.queued:
                     outbox.wake()
 
+            async def purge_closed() -> None:
+                if await purge_due_families(db, policy):
+                    outbox.wake()
+                await log_audit_head(db)
+
             scheduler = SweepScheduler(sweep_prompts, config.prompts.sweep_every)
+            purger = SweepScheduler(purge_closed, config.retention.purge_every, name="purge")
             log.info("Patchwork is running as %s (device %s)", client.user_id, client.device_id)
             tasks = [
                 asyncio.create_task(sync_loop.run(stop), name="sync"),
                 asyncio.create_task(outbox.run(stop), name="outbox"),
                 asyncio.create_task(scheduler.run(stop, sync_loop.synced_once), name="prompts"),
+                asyncio.create_task(purger.run(stop, sync_loop.synced_once), name="purge"),
+                asyncio.create_task(
+                    notify_systemd_when_ready(sync_loop.synced_once, stop), name="systemd"
+                ),
             ]
             stop_task = asyncio.create_task(stop.wait())
             await asyncio.wait(
@@ -137,5 +188,7 @@ async def run_bot(
         finally:
             await client.close()
     finally:
+        await health.stop()
         await db.close()
+        lock.release()
     log.info("Patchwork stopped")

@@ -1,4 +1,4 @@
-"""An embedded Synapse on 127.0.0.1 for `make run` and the integration tests.
+"""An embedded Synapse on a loopback address for `make run` and the integration tests.
 
 It runs the real homeserver from PyPI as a child process with SQLite, a shared registration secret
 and (optionally) relaxed rate limits, and registers users through Synapse's admin API.
@@ -69,18 +69,18 @@ class SynapseError(RuntimeError):
     """Synapse could not be started, or refused an admin request."""
 
 
-def free_port() -> int:
-    """A TCP port that was free on 127.0.0.1 a moment ago (the OS picks it)."""
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free on `host` a moment ago (the OS picks it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
 
-def _port_in_use(port: int) -> bool:
-    """Whether something already answers on 127.0.0.1:port (we would poll the wrong server)."""
+def _port_in_use(host: str, port: int) -> bool:
+    """Whether something already answers on host:port (we would poll the wrong server)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+        return sock.connect_ex((host, port)) == 0
 
 
 def _tail(path: Path, lines: int = 40) -> str:
@@ -111,7 +111,7 @@ def registration_mac(secret: str, nonce: str, user: str, password: str, *, admin
 
 
 class LocalSynapse:
-    """One Synapse child process serving the client API on 127.0.0.1:port."""
+    """One Synapse child process serving the client API on host:port (a loopback address)."""
 
     def __init__(
         self,
@@ -121,6 +121,7 @@ class LocalSynapse:
         server_name: str = "localhost",
         relaxed_rate_limits: bool = True,
         own_process_group: bool = False,
+        host: str = "127.0.0.1",
     ) -> None:
         """`own_process_group` keeps a terminal's Ctrl-C away from Synapse, so the caller can
         stop its own clients first and Synapse last."""
@@ -129,7 +130,8 @@ class LocalSynapse:
         self.server_name = server_name
         self.relaxed_rate_limits = relaxed_rate_limits
         self.own_process_group = own_process_group
-        self.base_url = f"http://127.0.0.1:{port}"
+        self.host = host
+        self.base_url = f"http://{host}:{port}"
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.registration_secret = _load_or_create_secret(self.data_dir / SECRET_FILE)
         self._process: asyncio.subprocess.Process | None = None
@@ -167,8 +169,8 @@ class LocalSynapse:
         """Generate the base config once, write our overrides, launch, wait until it serves."""
         if self.running:
             return
-        if await asyncio.to_thread(_port_in_use, self.port):
-            raise SynapseError(f"127.0.0.1:{self.port} is already in use")
+        if await asyncio.to_thread(_port_in_use, self.host, self.port):
+            raise SynapseError(f"{self.host}:{self.port} is already in use")
         if not (self.data_dir / HOMESERVER_CONFIG).exists():
             await self._generate_config()
         await asyncio.to_thread(self._write_overrides)
@@ -221,7 +223,7 @@ class LocalSynapse:
             "listeners": [
                 {
                     "port": self.port,
-                    "bind_addresses": ["127.0.0.1"],
+                    "bind_addresses": [self.host],
                     "type": "http",
                     "tls": False,
                     "x_forwarded": False,

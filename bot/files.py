@@ -3,7 +3,9 @@
 `write_private` replaces a file atomically through a fresh temporary file created exclusively
 next to it, so a file or symlink someone planted at a predictable name is never written through.
 `ensure_private_dir` creates the storage folder 0700, and refuses one that already exists with
-access for group or others instead of quietly using it.
+access for group or others instead of quietly using it. `create_private_file` makes a file 0600
+before a library (SQLite, the E2EE store) opens it, whatever the umask; `exposed_paths` lists
+what group or others could reach, and `tighten_tree` closes it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
 
 
 class PrivateDirError(Exception):
@@ -85,3 +88,40 @@ def ensure_private_dir(path: Path) -> None:
             "reach the bot's database and keys; it must be readable by the bot's user only. "
             f"Run `chmod 700 {path}` and start the bot again."
         )
+
+
+def create_private_file(path: Path) -> None:
+    """Create `path` empty with mode 0600 if it does not exist, so whatever opens it next (an
+    empty file is a valid empty SQLite database) never creates it with the umask's mode."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, PRIVATE_FILE_MODE)
+    try:
+        os.fchmod(fd, stat.S_IMODE(os.fstat(fd).st_mode) & PRIVATE_FILE_MODE)
+    finally:
+        os.close(fd)
+
+
+def exposed_paths(root: Path) -> list[tuple[Path, int]]:
+    """Every folder and file under `root` (itself included) that group or others may reach,
+    with its mode. Symlinks are not followed."""
+    found: list[tuple[Path, int]] = []
+    for path in [root, *sorted(root.rglob("*"))]:
+        info = path.lstat()
+        if stat.S_ISLNK(info.st_mode):
+            continue
+        mode = stat.S_IMODE(info.st_mode)
+        if mode & 0o077:
+            found.append((path, mode))
+    return found
+
+
+def tighten_tree(root: Path) -> list[Path]:
+    """Take group and other access off everything below `root` (files 0600 at most, folders
+    0700), for files that a library created with the umask's mode; returns what changed.
+    `root` itself is left to `ensure_private_dir`, which refuses rather than changes it."""
+    changed: list[Path] = []
+    for path, mode in exposed_paths(root):
+        if path == root:
+            continue
+        path.chmod(mode & (PRIVATE_DIR_MODE if path.is_dir() else PRIVATE_FILE_MODE))
+        changed.append(path)
+    return changed

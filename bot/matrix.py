@@ -10,19 +10,23 @@ from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from pathlib import Path
 
+import aiohttp
 from nio import (
     AsyncClient,
     AsyncClientConfig,
+    ErrorResponse,
     KeysQueryResponse,
     LoginResponse,
     ProfileGetDisplayNameResponse,
     ProfileGetResponse,
+    RoomGetStateResponse,
     WhoamiResponse,
 )
 
 from bot.config import Config
 from bot.crosssigning import ensure_cross_signed
-from bot.files import write_private
+from bot.direct_chats import direct_rooms_of
+from bot.files import create_private_file, tighten_tree, write_private
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +34,11 @@ PROFILE_TIMEOUT = timedelta(seconds=5)
 SESSION_FILE = "session.json"
 CROSS_SIGNING_FILE = "cross_signing_keys.json"
 E2EE_STORE_DIR = "e2ee"
+
+
+def e2ee_store_file(config: Config) -> Path:
+    """nio's SQLite store, named as nio names it (`MatrixStore.database_name`)."""
+    return config.storage.path / E2EE_STORE_DIR / f"{config.bot.user_id}_{config.bot.device_id}.db"
 
 
 class LoginError(Exception):
@@ -46,6 +55,8 @@ def _read_session(path: Path) -> dict[str, str] | None:
 def _make_client(config: Config) -> AsyncClient:
     store = config.storage.path / E2EE_STORE_DIR
     store.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # nio's SQLite would create the store with the umask's mode (often 0644).
+    create_private_file(e2ee_store_file(config))
     client_config = AsyncClientConfig(
         encryption_enabled=True,
         # The sync token lives in our database, committed with the effects of the events.
@@ -76,6 +87,8 @@ async def connect(config: Config) -> AsyncClient:
     session_path = config.storage.path / SESSION_FILE
     try:
         await _login(client, config, session_path)
+        for path in await asyncio.to_thread(tighten_tree, config.storage.path):
+            log.warning("%s was readable by other users; now readable by the bot only", path)
         if client.should_upload_keys:
             response = await client.keys_upload()
             log.info("uploaded device keys: %s", type(response).__name__)
@@ -169,6 +182,39 @@ async def share_room_key(client: AsyncClient, room_id: str) -> None:
         raise KeySharingIncomplete(f"the room key did not reach {len(missing)} device(s)")
 
 
+async def refresh_members(client: AsyncClient, room_id: str) -> None:
+    """Drop from nio's member list everyone the homeserver says is no longer in the room.
+
+    After the bot removed someone, a sync that was already on its way can put them back in
+    nio's list for a moment; a key shared then would reach them. The homeserver's current state
+    is the truth, so it is asked before encrypting, and a room key they may hold is replaced.
+    """
+    room = client.rooms.get(room_id)
+    if room is None:
+        return
+    response = await client.room_get_state(room_id)
+    if not isinstance(response, RoomGetStateResponse):
+        raise KeySharingIncomplete(f"could not read the members of {room_id}: {response}")
+    present = {
+        event.get("state_key")
+        for event in response.events
+        if event.get("type") == "m.room.member"
+        and event.get("content", {}).get("membership") in ("join", "invite")
+    }
+    for user_id in [user_id for user_id in room.users if user_id not in present]:
+        forget_member(client, room_id, user_id)
+
+
+def forget_member(client: AsyncClient, room_id: str, user_id: str) -> None:
+    """The bot removed `user_id`: stop counting them as a member at once (not only when the
+    sync says so), and never encrypt for them again with a key they may have received."""
+    room = client.rooms.get(room_id)
+    if room is not None and room.remove_member(user_id):
+        log.info("dropped a removed member's devices from the room's key sharing")
+    if client.olm is not None:
+        client.invalidate_outbound_session(room_id)
+
+
 def _key_recipients(client: AsyncClient, room_id: str) -> set[tuple[str, str]]:
     """The member devices nio shares a room key with: active, not ours, with an Olm session."""
     olm = client.olm
@@ -204,7 +250,9 @@ class NioGateway:
     everything. Names come from the synced room state; whether accounts exist was looked up
     before the transaction began (`look_up_accounts`)."""
 
-    def __init__(self, client: AsyncClient, accounts: Mapping[str, bool] | None = None) -> None:
+    def __init__(
+        self, client: AsyncClient, accounts: Mapping[str, bool | None] | None = None
+    ) -> None:
         self._client = client
         self._accounts = dict(accounts or {})
 
@@ -215,10 +263,15 @@ class NioGateway:
                 return str(member.display_name)
         return None
 
-    async def user_exists(self, user_id: str) -> bool:
+    async def direct_room(self, user_id: str) -> str | None:
+        return direct_rooms_of(self._client)(user_id)
+
+    async def user_exists(self, user_id: str) -> bool | None:
+        """True or False as the user's homeserver answered; None if it did not answer."""
         if user_id not in self._accounts:
             log.warning("no account look-up was made for %s before the command ran", user_id)
-        return self._accounts.get(user_id, False)
+            return None
+        return self._accounts[user_id]
 
     async def look_up_accounts(self, user_ids: Iterable[str]) -> NioGateway:
         """A gateway that knows whether these accounts exist: profile look-ups made now,
@@ -227,15 +280,23 @@ class NioGateway:
         found = await asyncio.gather(*(self._exists(user_id) for user_id in wanted))
         return NioGateway(self._client, {**self._accounts, **dict(zip(wanted, found, strict=True))})
 
-    async def _exists(self, user_id: str) -> bool:
+    async def _exists(self, user_id: str) -> bool | None:
+        """Only M_NOT_FOUND means there is no such user. Any other error (Synapse answers 502
+        M_UNKNOWN when the user's homeserver cannot be reached), a timeout or a connection
+        failure means we cannot tell: None."""
         try:
             response = await asyncio.wait_for(
                 self._client.get_profile(user_id), PROFILE_TIMEOUT.total_seconds()
             )
-        except TimeoutError:
-            log.info("profile look-up of %s timed out", user_id)
+        except (TimeoutError, OSError, aiohttp.ClientError):
+            log.info("profile look-up did not complete in time")
+            return None
+        if isinstance(response, ProfileGetResponse):
+            return True
+        if isinstance(response, ErrorResponse) and response.status_code == "M_NOT_FOUND":
             return False
-        return isinstance(response, ProfileGetResponse)
+        log.info("profile look-up not answered: %s", getattr(response, "status_code", response))
+        return None
 
     async def room_members(self, room_id: str) -> dict[str, str]:
         """Current members (joined and invited) as the bot's synced room state knows them."""

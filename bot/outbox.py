@@ -10,12 +10,17 @@ minutes), and only a homeserver that cannot be reached at all (an outage, which 
 waits out too) is retried without counting. A failed item goes to the `on_failed` hook, which
 tells the person who asked. Within a room, messages, kicks and state keep their order: when one
 cannot be sent, the room's later ones wait for it.
+
+Rooms are sent concurrently, each in a lane of its own (at most `MAX_LANES` at once), and every
+invite, join and leave has a lane of its own too: an invite to a homeserver that does not answer
+(each try can take seconds) holds back neither its room's replies nor any other room.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -35,32 +40,36 @@ from nio import (
 )
 from nio.api import Api
 
+from bot.attachments import upload_encrypted
 from bot.backoff import Backoff
 from bot.faults import CREATE_ROOM_RETURNED, NO_FAULTS, SEND_ACCEPTED, Faults
-from bot.matrix import refresh_device_keys, share_room_key
+from bot.matrix import forget_member, refresh_device_keys, refresh_members, share_room_key
+from bot.metrics import Metrics
+from rooms.actions import ANNOUNCE_KEY
+from rooms.exports import EXPORT, Attachment
 from rooms.family_room import FAMILY_STATE_EVENT
-from storage import ORDERED_KINDS, Database, OutboxItem, Transaction
+from storage import ORDERED_KINDS, Database, OutboxItem, Transaction, transaction_id
 
 log = logging.getLogger(__name__)
 
 # Answers that retrying will never change: the item fails at once.
 PERMANENT_ERRORS = {
-    "M_FORBIDDEN",
-    "M_NOT_FOUND",
-    "M_BAD_JSON",
-    "M_NOT_JSON",
-    "M_TOO_LARGE",
-    "M_INVALID_PARAM",
-    "M_UNSUPPORTED_ROOM_VERSION",
-    "M_USER_DEACTIVATED",
-    "M_ROOM_IN_USE",
-    "M_INVALID_ROOM_STATE",
+    "M_FORBIDDEN", "M_NOT_FOUND", "M_BAD_JSON", "M_NOT_JSON", "M_TOO_LARGE", "M_INVALID_PARAM",
+    "M_UNSUPPORTED_ROOM_VERSION", "M_USER_DEACTIVATED", "M_ROOM_IN_USE", "M_INVALID_ROOM_STATE",
 }
 MAX_ATTEMPTS = 8
 MAX_RETRY_DELAY = timedelta(minutes=5)
 UNREACHABLE = (OSError, TimeoutError, aiohttp.ClientError)
 """The homeserver itself did not answer: an outage, retried without counting."""
 IDLE_POLL_SECONDS = 30.0
+BUSY_POLL_SECONDS = 1.0
+"""While lanes are busy, how often items that came due in the meantime are looked for."""
+MAX_LANES = 4
+"""At most this many rooms (or stand-alone invites, joins, leaves) are sent at once."""
+STOP_GRACE_SECONDS = 5.0
+KICK_SETTLE_SECONDS = 60.0
+"""For this long after the bot removed someone, its encrypted sends in that room first ask the
+homeserver who is still a member, so a late sync cannot put the removed person back."""
 
 # Called in the same transaction that marks a create_room item sent: (tx, item, new room id).
 RoomCreatedHook = Callable[[Transaction, OutboxItem, str], Awaitable[None]]
@@ -72,6 +81,8 @@ SentHook = Callable[[Transaction, OutboxItem, str | None], Awaitable[None]]
 FailedHook = Callable[[Transaction, OutboxItem, str], Awaitable[None]]
 # When an item may not go yet (a question outside working hours): (item, now) -> go at.
 HoldHook = Callable[[OutboxItem, datetime], datetime | None]
+# The file an export item stands for, built when it is sent (nothing personal is queued).
+AttachmentHook = Callable[[OutboxItem], Awaitable[Attachment]]
 
 
 class OutboxSender:
@@ -86,41 +97,60 @@ class OutboxSender:
         on_sent: SentHook | None = None,
         on_failed: FailedHook | None = None,
         hold_until: HoldHook | None = None,
+        attachment: AttachmentHook | None = None,
         faults: Faults = NO_FAULTS,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics or Metrics()
         self._db = db
         self._client = client
         self._on_room_created = on_room_created
         self._on_sent = on_sent
         self._on_failed = on_failed
         self._hold_until = hold_until
+        self._attachment = attachment
         self._faults = faults
         self._wake = asyncio.Event()
         self._backoff = Backoff(initial=1.0, maximum=60.0)
+        self._lanes: dict[str, asyncio.Task[None]] = {}
+        self._lane_crash: BaseException | None = None
+        self._keys = asyncio.Lock()
+        """nio's key upload, query and claim are not safe to run twice at once."""
+        self._kicked_at: dict[str, float] = {}
 
     def wake(self) -> None:
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            self._wake.clear()
-            try:
-                sent_any = await self.drain_once(stop=stop)
-            except Exception:
-                log.exception("outbox pass failed; retrying")
-                await self._backoff.wait(stop)
-                continue
-            if sent_any:
-                continue
-            await self._wait_for_work(stop)
+        try:
+            while not stop.is_set():
+                self._wake.clear()
+                if self._lane_crash is not None:
+                    raise self._lane_crash
+                try:
+                    async with self._db.read() as tx:
+                        items = await tx.outbox.due(50)
+                        now = tx.now()
+                    _, busy = self._start_lanes(items, now, stop)
+                except Exception:
+                    log.exception("outbox pass failed; retrying")
+                    await self._backoff.wait(stop)
+                    continue
+                await self._wait_for_work(stop, busy=busy)
+        finally:
+            await self._finish_lanes()
 
-    async def _wait_for_work(self, stop: asyncio.Event) -> None:
+    async def _wait_for_work(self, stop: asyncio.Event, *, busy: bool = False) -> None:
+        """Until woken (new items, or a lane finished), stopped, or the next item is due."""
         async with self._db.read() as tx:
             next_time = await tx.outbox.next_attempt_time()
             now = tx.now()
         timeout = IDLE_POLL_SECONDS
         if next_time is not None:
             timeout = max(0.0, min(timeout, (next_time - now).total_seconds()))
+        if busy:
+            # Items of busy lanes are due already; look again when a lane ends, or soon.
+            timeout = max(timeout, BUSY_POLL_SECONDS)
         wake_task = asyncio.ensure_future(self._wake.wait())
         stop_task = asyncio.ensure_future(stop.wait())
         try:
@@ -132,34 +162,77 @@ class OutboxSender:
             stop_task.cancel()
 
     async def drain_once(self, limit: int = 50, *, stop: asyncio.Event | None = None) -> bool:
-        """Send due items one at a time (so a rate limit slows us instead of piling up 429s);
-        return True if anything was attempted. A stop request ends the pass between items.
-
-        When an ordered item of a room is not sent, the room's later ordered items wait for
-        the next pass, so "goodbye" never overtakes a kick that is still to come.
-        """
+        """One pass: send the due items, lanes concurrently, and wait for every lane it
+        started; return True if anything was due."""
         async with self._db.read() as tx:
             items = await tx.outbox.due(limit)
             now = tx.now()
-        held: set[str] = set()
-        for item in items:
-            if stop is not None and stop.is_set():
-                break
-            ordered = item.kind in ORDERED_KINDS
-            if ordered and item.room_id in held:
-                continue
-            later = None if self._hold_until is None else self._hold_until(item, now)
-            if later is not None:
-                async with self._db.transaction() as tx:
-                    await tx.outbox.mark_retry(
-                        item.id, "outside working hours", later, counted=False
-                    )
-                sent = False
-            else:
-                sent = await self._send_one(item)
-            if not sent and ordered:
-                held.add(item.room_id)
+        started, _ = self._start_lanes(items, now, stop)
+        await asyncio.gather(*started)
         return bool(items)
+
+    def _start_lanes(
+        self, items: list[OutboxItem], now: datetime, stop: asyncio.Event | None
+    ) -> tuple[list[asyncio.Task[None]], bool]:
+        """Start a lane for each room (or stand-alone item) with due items, unless it is busy
+        or `MAX_LANES` are; returns the lanes started and whether any items had to wait."""
+        lanes: dict[str, list[OutboxItem]] = {}
+        for item in items:
+            key = item.room_id if item.kind in ORDERED_KINDS else f"item:{item.id}"
+            lanes.setdefault(key, []).append(item)
+        started: list[asyncio.Task[None]] = []
+        waiting = False
+        for key, queued in lanes.items():
+            if key in self._lanes or len(self._lanes) >= MAX_LANES:
+                waiting = True
+                continue
+            task = asyncio.create_task(self._run_lane(key, queued, now, stop))
+            self._lanes[key] = task
+            started.append(task)
+        return started, waiting
+
+    async def _finish_lanes(self) -> None:
+        """On stop, sends in flight get a moment to finish; one cut short is simply retried
+        after the restart (its transaction id makes the resend harmless)."""
+        lanes = list(self._lanes.values())
+        if not lanes:
+            return
+        _, pending = await asyncio.wait(lanes, timeout=STOP_GRACE_SECONDS)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*lanes, return_exceptions=True)
+
+    async def _run_lane(
+        self, key: str, items: list[OutboxItem], now: datetime, stop: asyncio.Event | None
+    ) -> None:
+        """Send one lane's items in order. When an ordered item of a room is not sent, the
+        room's later items wait for the next pass, so "goodbye" never overtakes a kick that is
+        still to come. A stop request ends the lane between items."""
+        try:
+            for item in items:
+                if stop is not None and stop.is_set():
+                    return
+                if not await self._attempt(item, now) and item.kind in ORDERED_KINDS:
+                    return
+        except Exception:
+            log.exception("outbox lane failed; its items are tried again")
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            self._lane_crash = exc  # the process is meant to die here: run() re-raises it
+            raise
+        finally:
+            self._lanes.pop(key, None)
+            self._wake.set()
+
+    async def _attempt(self, item: OutboxItem, now: datetime) -> bool:
+        """Send the item unless it must wait (outside working hours); True if sent."""
+        later = None if self._hold_until is None else self._hold_until(item, now)
+        if later is not None:
+            async with self._db.transaction() as tx:
+                await tx.outbox.mark_retry(item.id, "outside working hours", later, counted=False)
+            return False
+        return await self._send_one(item)
 
     async def _send_one(self, item: OutboxItem) -> bool:
         """Try the item once; True if the homeserver accepted it."""
@@ -177,6 +250,12 @@ class OutboxSender:
             log.debug("outbox item %s raised", item.id, exc_info=True)
             await self._retry(item, f"{type(exc).__name__}: {exc}")
             return False
+        if response is NOT_IN_ROOM or _kick_found_nobody(item, response):
+            # Someone else's kick, or their own leave, came first: nothing to do or announce.
+            log.info("outbox item %s (kick): its target is no longer in the room", item.id)
+            async with self._db.transaction() as tx:
+                await tx.outbox.mark_failed(item.id, "the target was no longer in the room")
+            return False
         if isinstance(response, ErrorResponse) and not self._already_done(item, response):
             code = response.status_code or ""
             message = f"{code} {response.message}"
@@ -192,7 +271,15 @@ class OutboxSender:
             return True
         self._faults.reached(SEND_ACCEPTED)
         result = getattr(response, "event_id", None)
+        if item.kind == "kick":
+            forget_member(self._client, item.room_id, str(item.payload["user_id"]))
+            self._kicked_at[item.room_id] = time.monotonic()
         async with self._db.transaction() as tx:
+            announce = item.payload.get(ANNOUNCE_KEY)
+            if item.kind == "kick" and isinstance(announce, dict):
+                await tx.outbox.enqueue_message(
+                    transaction_id(item.txn_id, ANNOUNCE_KEY), item.room_id, announce
+                )
             if self._on_sent is not None:
                 try:
                     async with tx.savepoint():
@@ -201,6 +288,7 @@ class OutboxSender:
                     # The send itself succeeded; a failing follow-up must not resend it forever.
                     log.exception("follow-up of outbox item %s failed", item.id)
             await tx.outbox.mark_sent(item.id, result)
+        self._metrics.sent(item.kind)
         return True
 
     def _already_done(self, item: OutboxItem, response: ErrorResponse) -> bool:
@@ -246,6 +334,7 @@ class OutboxSender:
 
     async def _fail(self, item: OutboxItem, error: str) -> None:
         log.error("outbox item %s (%s) failed for good: %s", item.id, item.kind, error)
+        self._metrics.error("outbox_failed")
         async with self._db.transaction() as tx:
             if self._on_failed is not None:
                 try:
@@ -258,23 +347,21 @@ class OutboxSender:
     async def _perform(self, item: OutboxItem) -> Any:
         payload = item.payload
         client = self._client
+        if item.kind == EXPORT and self._attachment is not None:
+            content = await upload_encrypted(client, await self._attachment(item))
+            if isinstance(content, ErrorResponse):
+                return content
+            return await self._send_event(item, "m.room.message", content)
         if item.kind == "message":
-            room = client.rooms.get(item.room_id)
-            if room is not None and room.encrypted:
-                # Know every member's devices before encrypting, or someone misses the key.
-                await refresh_device_keys(client)
-                await share_room_key(client, item.room_id)
-            return await client.room_send(
-                item.room_id,
-                payload.get("type", "m.room.message"),
-                payload["content"],
-                tx_id=item.txn_id,
-                ignore_unverified_devices=True,
+            return await self._send_event(
+                item, payload.get("type", "m.room.message"), payload["content"]
             )
         if item.kind == "invite":
             return _ok_if(await client.room_invite(item.room_id, payload["user_id"]),
                           RoomInviteResponse)
         if item.kind == "kick":
+            if not await self._in_room(item.room_id, payload["user_id"]):
+                return NOT_IN_ROOM
             return _ok_if(
                 await client.room_kick(item.room_id, payload["user_id"], payload.get("reason")),
                 RoomKickResponse,
@@ -282,7 +369,11 @@ class OutboxSender:
         if item.kind == "join":
             return _ok_if(await client.join(item.room_id), JoinResponse)
         if item.kind == "leave":
-            return _ok_if(await client.room_leave(item.room_id), RoomLeaveResponse)
+            left = _ok_if(await client.room_leave(item.room_id), RoomLeaveResponse)
+            if payload.get("forget") and not isinstance(left, ErrorResponse):
+                # A purged family's room: gone from the bot's room list for good.
+                await client.room_forget(item.room_id)
+            return left
         if item.kind == "state":
             return _ok_if(
                 await client.room_put_state(
@@ -296,6 +387,32 @@ class OutboxSender:
         if item.kind == "create_room":
             return await self._create_room(item)
         raise ValueError(f"unknown outbox item kind {item.kind!r}")
+
+    async def _send_event(self, item: OutboxItem, event_type: str, content: dict[str, Any]) -> Any:
+        client = self._client
+        room = client.rooms.get(item.room_id)
+        if room is not None and room.encrypted:
+            async with self._keys:
+                kicked_at = self._kicked_at.get(item.room_id)
+                if kicked_at is not None and time.monotonic() - kicked_at < KICK_SETTLE_SECONDS:
+                    await refresh_members(client, item.room_id)
+                # Know every member's devices before encrypting, or someone misses the key.
+                await refresh_device_keys(client)
+                await share_room_key(client, item.room_id)
+        return await client.room_send(
+            item.room_id,
+            event_type,
+            content,
+            tx_id=item.txn_id,
+            ignore_unverified_devices=True,
+        )
+
+    async def _in_room(self, room_id: str, user_id: str) -> bool:
+        """Whether the homeserver says the user is invited or joined (else a kick is moot)."""
+        state = await self._client.room_get_state_event(room_id, "m.room.member", user_id)
+        if isinstance(state, RoomGetStateEventResponse):
+            return state.content.get("membership") in ("invite", "join")
+        return getattr(state, "status_code", None) != "M_NOT_FOUND"
 
     async def _create_room(self, item: OutboxItem) -> Any:
         """createRoom has no transaction id, so a retry first looks for the room an earlier
@@ -320,6 +437,18 @@ class OutboxSender:
             if isinstance(state, RoomGetStateEventResponse) and state.content == marker:
                 return str(room_id)
         return None
+
+
+NOT_IN_ROOM = object()
+"""What performing a kick returns when its target has already gone."""
+
+
+def _kick_found_nobody(item: OutboxItem, response: object) -> bool:
+    return (
+        item.kind == "kick"
+        and isinstance(response, ErrorResponse)
+        and "not in the room" in (response.message or "")
+    )
 
 
 def _family_marker(request: dict[str, Any]) -> dict[str, Any] | None:

@@ -18,7 +18,12 @@ over (inside the event's database transaction, after the inbox says it is new):
 7. an `m.reaction` from anyone but the bot goes to `rooms.prompts.on_reaction`, which takes a
    ✅ or ❌ from a practitioner on their own open still-involved prompt as their answer and
    ignores every other reaction. In an encrypted room only an encrypted reaction counts: one
-   sent in the clear could have been put there by anyone with access to the homeserver.
+   sent in the clear could have been put there by anyone with access to the homeserver. A vote
+   in the prompt's poll (`org.matrix.msc3381.poll.response`) is taken the same way;
+8. a key verification request (`m.key.verification.request` or `.start`) is cancelled at once
+   with an explanation (`bot.verification`): the bot never accepts one.
+A command that was handled is remembered so the sync loop can send its read receipt once the
+transaction has committed (`take_receipts`).
 Errors inside a command are handled by the dispatcher (see `commands.framework.dispatcher`);
 an error here propagates to the sync loop, which logs it and records the event as processed so
 one bad event cannot block the room.
@@ -31,9 +36,11 @@ from typing import Any
 
 from nio import AsyncClient, MatrixRoom, ReactionEvent, RoomMemberEvent, RoomMessageText
 
-from bot.direct_chats import is_direct_chat
+from bot.direct_chats import direct_rooms_of, is_direct_chat
 from bot.matrix import NioGateway
+from bot.metrics import Metrics
 from bot.ratelimit import SLOW_DOWN, SenderRateLimit
+from bot.verification import refuse_in_room
 from commands.framework.context import CommandContext, RoomKind, Services
 from commands.framework.dispatcher import FAILURE_MESSAGE, Dispatcher
 from commands.framework.parser import command_text, parse_invocation
@@ -43,7 +50,7 @@ from rooms.admission import server_rule
 from rooms.gateway import MatrixGateway
 from rooms.membership import on_member_event
 from rooms.policy import TeamPolicy
-from rooms.prompts import PromptSettings, on_reaction
+from rooms.prompts import PromptSettings, on_poll_response, on_reaction, poll_answers
 from storage import Transaction, transaction_id
 
 log = logging.getLogger(__name__)
@@ -68,8 +75,10 @@ class EventRouter:
         policy: TeamPolicy,
         prompts: PromptSettings,
         rate_limit: SenderRateLimit | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._client = client
+        self._metrics = metrics or Metrics()
         self._rate_limit = rate_limit or SenderRateLimit()
         self._policy = policy
         self._prompts = prompts
@@ -77,6 +86,13 @@ class EventRouter:
         self._registry = registry
         self._dispatcher = Dispatcher(registry, prefix=policy.command_prefix)
         self._gateway = gateway
+        self._direct_rooms = direct_rooms_of(client)
+        self._receipts: list[tuple[str, str]] = []
+
+    def take_receipts(self) -> list[tuple[str, str]]:
+        """(room id, event id) of the commands handled since the last call."""
+        receipts, self._receipts = self._receipts, []
+        return receipts
 
     async def prepare(self, room: MatrixRoom, event: Any) -> MatrixGateway:
         """Outside any transaction: the gateway the event's command will use, with the accounts
@@ -102,6 +118,7 @@ class EventRouter:
                 reason=event.content.get("reason"),
                 event_id=event.event_id,
                 policy=self._policy,
+                direct_rooms=self._direct_rooms,
             )
         elif isinstance(event, RoomMessageText) and event.sender != self._client.user_id:
             await self._handle_text(tx, room, event, matrix or self._gateway)
@@ -115,6 +132,23 @@ class EventRouter:
                 sender=event.sender,
                 reacts_to=event.reacts_to,
                 key=event.key,
+                event_id=event.event_id,
+                settings=self._prompts,
+                prefix=self._policy.command_prefix,
+            )
+        elif event.sender == self._client.user_id:
+            return
+        elif await refuse_in_room(tx, room.room_id, event):
+            return
+        elif (answers := poll_answers(event.source)) is not None:
+            if room.encrypted and not getattr(event, "decrypted", False):
+                log.info("ignoring a poll vote sent in the clear in room %s", room.room_id)
+                return
+            await on_poll_response(
+                tx,
+                room_id=room.room_id,
+                sender=event.sender,
+                answers=answers,
                 event_id=event.event_id,
                 settings=self._prompts,
                 prefix=self._policy.command_prefix,
@@ -140,20 +174,26 @@ class EventRouter:
             ) is not None and await tx.sync.set_flag(
                 room.room_id, UNENCRYPTED_FLAG
             ):
+                self._metrics.command("unknown", "unencrypted_room")
                 await enqueue_reply(tx, event, room.room_id, 0, Reply.plain(UNENCRYPTED_WARNING))
             return
         if not event.decrypted:
             log.info("ignoring an unencrypted message in encrypted room %s", room.room_id)
             return
         body = command_text(event.body, event.formatted_body)
-        if parse_invocation(body, self._policy.command_prefix) is None:
+        invocation = parse_invocation(body, self._policy.command_prefix)
+        if invocation is None:
             return  # chatter: nothing to answer, nothing to count
+        known = self._registry.get(invocation.name)
+        name = "unknown" if known is None else known.name  # never the user's own text
         if not self._policy.allows(event.sender):
+            self._metrics.command(name, "refused")
             refusal = "Sorry, I cannot help you: " + server_rule(event.sender, self._policy)
             await enqueue_reply(tx, event, room.room_id, 0, Reply.plain(refusal + "."))
             return
         verdict = self._rate_limit.check(event.sender)
         if verdict != "ok":
+            self._metrics.command(name, "rate_limited")
             if verdict == "warn":
                 await enqueue_reply(tx, event, room.room_id, 0, Reply.plain(SLOW_DOWN))
             return
@@ -169,6 +209,8 @@ class EventRouter:
             registry=self._registry,
         )
         await self._dispatcher.handle(ctx, body)
+        self._metrics.command(name, ctx.outcome)
+        self._receipts.append((room.room_id, event.event_id))
         for index, reply in enumerate(ctx.replies):
             await enqueue_reply(tx, event, room.room_id, index, reply)
 

@@ -20,15 +20,19 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 log = logging.getLogger(__name__)
 
-SWEEP_JOB_ID = "prompt-sweep"
-
-
 class SweepScheduler:
     """Runs `sweep` once when `ready` is set, then whenever APScheduler's interval fires."""
 
-    def __init__(self, sweep: Callable[[], Awaitable[object]], every: timedelta) -> None:
+    def __init__(
+        self,
+        sweep: Callable[[], Awaitable[object]],
+        every: timedelta,
+        *,
+        name: str = "prompt sweep",
+    ) -> None:
         if every <= timedelta(0):
             raise ValueError("the sweep interval must be positive")
+        self._name = name
         self._sweep = sweep
         self._every = every
         self._due = asyncio.Event()
@@ -47,7 +51,7 @@ class SweepScheduler:
         scheduler.add_job(
             self._trigger,
             IntervalTrigger(seconds=self._every.total_seconds(), timezone=UTC),
-            id=SWEEP_JOB_ID,
+            id=self._name,
             next_run_time=datetime.now(UTC),
             coalesce=True,
             max_instances=1,
@@ -60,7 +64,7 @@ class SweepScheduler:
                 try:
                     await self._sweep()
                 except Exception:
-                    log.exception("the prompt sweep failed; the next one will try again")
+                    log.exception("the %s failed; the next one will try again", self._name)
                 self.sweeps += 1
         finally:
             scheduler.shutdown(wait=False)

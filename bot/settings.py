@@ -19,6 +19,7 @@ def team_policy(config: Config, bot_user_id: str) -> TeamPolicy:
         prompt_interval=config.prompts.interval,
         timezone=config.prompts.working_schedule.timezone,
         reference_pattern=re.compile(config.policy.reference_pattern),
+        closed_case_retention=config.retention.closed_case,
     )
 
 

@@ -11,6 +11,9 @@ An event whose handling fails is tried again with the whole response (the token 
 advance), up to `MAX_EVENT_ATTEMPTS` times: a busy database or a dropped connection loses
 nothing. After that it is poison: it is recorded as processed so it cannot deafen the bot, and
 if it was a command its sender gets a reply with a reference id, never silence.
+
+To-device key verification requests are cancelled as each response is read (`bot.verification`),
+and once a response has committed, each command it held gets a read receipt.
 """
 
 from __future__ import annotations
@@ -38,8 +41,10 @@ from bot.config import Config
 from bot.faults import BEFORE_TOKEN, NO_FAULTS, Faults
 from bot.housekeeping import HISTORY_RETENTION
 from bot.matrix import refresh_device_keys
+from bot.metrics import Metrics
 from bot.outbox import OutboxSender
 from bot.router import EventRouter
+from bot.verification import VerificationRefuser
 from commands.framework.dispatcher import new_reference
 from markup import Reply
 from rooms.policy import TeamPolicy
@@ -76,7 +81,11 @@ class SyncLoop:
         config: Config,
         policy: TeamPolicy,
         faults: Faults = NO_FAULTS,
+        metrics: Metrics | None = None,
+        verification: VerificationRefuser | None = None,
     ) -> None:
+        self._verification = verification
+        self._metrics = metrics or Metrics()
         self._policy = policy
         self._faults = faults
         self._client = client
@@ -100,6 +109,7 @@ class SyncLoop:
                 return
             if not isinstance(response, SyncResponse):
                 log.warning("sync failed: %s; backing off", response)
+                self._metrics.error("sync")
                 await self._backoff.wait(stop)
                 continue
             self._backoff.reset()
@@ -108,6 +118,7 @@ class SyncLoop:
                 await self.process(response, initial=token is None)
             except Exception:
                 log.exception("processing a sync response failed; it will be replayed")
+                self._metrics.error("sync")
                 # nio skips a response whose token it has already seen; forget it so the
                 # replay is decrypted and applied to nio's room state again.
                 self._client.next_batch = token
@@ -119,6 +130,7 @@ class SyncLoop:
                 await self.reconcile_rooms()
                 self.synced_once.set()
                 log.info("Patchwork is ready")
+            self._metrics.synced()
 
     async def _sync_unless_stopped(
         self, token: str | None, *, full_state: bool, stop: asyncio.Event
@@ -131,6 +143,7 @@ class SyncLoop:
                 since=token,
                 full_state=full_state,
                 sync_filter=self._filter,
+                set_presence="online",
             )
         )
         stop_task = asyncio.ensure_future(stop.wait())
@@ -149,6 +162,8 @@ class SyncLoop:
 
     async def process(self, response: SyncResponse, *, initial: bool) -> None:
         """Apply one sync response; the token is stored only after every event is committed."""
+        if self._verification is not None:
+            await self._verification.refuse_to_device(response.to_device_events)
         for room_id, info in response.rooms.invite.items():
             await self._handle_invite(room_id, info.invite_state)
         for room_id, info in response.rooms.join.items():
@@ -165,6 +180,16 @@ class SyncLoop:
         async with self._db.transaction() as tx:
             await tx.sync.set_next_batch(response.next_batch)
         self._outbox.wake()
+        await self._send_receipts()
+
+    async def _send_receipts(self) -> None:
+        """A read receipt for each command handled: Element shows the person it was read. A
+        receipt that cannot be sent only loses the tick, so it is not retried."""
+        for room_id, event_id in self._router.take_receipts():
+            try:
+                await self._client.update_receipt_marker(room_id, event_id)
+            except Exception:
+                log.debug("read receipt for %s not sent", event_id, exc_info=True)
 
     async def reconcile_rooms(self) -> None:
         """Record membership changes that happened while the bot was down.
@@ -185,6 +210,7 @@ class SyncLoop:
             except Exception:
                 # One family that cannot be reconciled must not stop the bot (or the others).
                 log.exception("reconciling family %s failed; the next start tries again", family.id)
+                self._metrics.error("reconcile")
                 continue
             if changes:
                 log.info("reconciled %d roster changes in family %s", len(changes), family.id)
@@ -222,6 +248,7 @@ class SyncLoop:
                 )
                 return False
             reference = new_reference()
+            self._metrics.error("event")
             log.exception(
                 "event %s in %s failed %d times; giving up on it, reference %s",
                 event_id, room.room_id, failures, reference,
@@ -241,6 +268,7 @@ class SyncLoop:
             await tx.sync.add_undecrypted(
                 event.event_id, room_id, event.sender, event.session_id, event.source
             )
+        self._metrics.undecryptable()
         if event.session_id in self._key_requested:
             return
         self._key_requested.add(event.session_id)

@@ -9,20 +9,39 @@ start-up and hands the registry to the dispatcher.
 from __future__ import annotations
 
 from commands import (
+    attention,
+    audit,
     cases,
     confirm,
     contact,
+    export,
     family,
     help,
     invite,
     lead,
     leave,
     role,
+    sensitive,
     whois,
 )
 from commands.framework.registry import Command, CommandRegistry
 
-COMMAND_MODULES = (help, whois, invite, role, lead, contact, cases, family, confirm, leave)
+COMMAND_MODULES = (
+    help,
+    whois,
+    invite,
+    role,
+    lead,
+    contact,
+    cases,
+    family,
+    confirm,
+    leave,
+    sensitive,
+    attention,
+    audit,
+    export,
+)
 
 
 def build_registry() -> CommandRegistry:

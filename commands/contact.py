@@ -3,7 +3,9 @@
 Details belong to the practitioner and are the same on every team they are on. Name,
 organisation and job title are always shown to their teams; phone and email only once they
 say `!contact share on`, and the time of each change of mind is kept. Audit rows record which
-field changed, never its value.
+field changed, never its value. Phone numbers are checked and kept in international form with
+`phonenumbers` (a number without a country code is read as a UK one) and shown as `tel:` links
+written the way people read them (`phone_link`, which `!whois` uses too).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import re
 from datetime import date, datetime, time, timedelta
 from typing import Literal
 
+import phonenumbers
 from dateutil.parser import ParserError
 from dateutil.parser import parse as parse_date
 
@@ -19,7 +22,7 @@ from commands.framework.context import CommandContext, RoomKind
 from commands.framework.converters import Choice, Rest, Text, quoted
 from commands.framework.errors import UserInputError
 from commands.framework.registry import ANYWHERE, Command, command, group
-from markup import Markup, blocks, bullet_list, code, day, long_day, paragraph, text
+from markup import Markup, blocks, bullet_list, code, day, long_day, paragraph, tel, text
 from storage import Practitioner
 
 Field = Literal["name", "org", "title", "phone", "email"]
@@ -42,9 +45,10 @@ TEXT_LIMITS: dict[str, int] = {"name": 80, "org": 120, "title": 80}
 CONSENT_FIELDS = frozenset({"phone", "email"})
 PLACEHOLDERS: dict[str, str] = {"phone": "<number>", "email": "<address>"}
 
-PHONE_SYMBOLS = frozenset("0123456789 ()-")
-PHONE_DIGITS = (7, 15)
-PHONE_EXAMPLE = "+44 1632 960123"
+PHONE_REGION = "GB"
+"""How a number without a country code is read (and which numbers are shown without one)."""
+PHONE_EXAMPLES = "01632 960123 or +33 1 23 45 67 89"
+PHONE_CHARACTERS = re.compile(r"\+?[0-9 ()./-]+")
 EMAIL_LIMIT = 254
 EMAIL = re.compile(
     r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
@@ -54,27 +58,43 @@ EMAIL_EXAMPLE = "sam.patel@council.example"
 
 
 def clean_phone(raw: str) -> str:
-    """Digits, spaces, dashes and brackets, an optional leading +, and 7 to 15 digits."""
-    value = " ".join(raw.split())
-    body = value.removeprefix("+")
-    digits = sum(char.isascii() and char.isdigit() for char in body)
-    if not body or any(char not in PHONE_SYMBOLS for char in body):
+    """A phone number that exists in the numbering plan, in international (E.164) form."""
+    number = None
+    if PHONE_CHARACTERS.fullmatch(raw.strip()):
+        # Without this check the library would find a number inside any sentence.
+        try:
+            number = phonenumbers.parse(raw, PHONE_REGION)
+        except phonenumbers.NumberParseException:
+            number = None
+    if number is None or not phonenumbers.is_valid_number(number):
         raise UserInputError(
             quoted(raw)
-            + " is not a phone number I can use: write it with digits, spaces, dashes or "
-            "brackets, and + only at the start, like "
-            + code(PHONE_EXAMPLE)
+            + " is not a phone number I can use. Check the digits, and give a number from "
+            "outside the UK with its country code, like "
+            + code(PHONE_EXAMPLES)
             + "."
         )
-    low, high = PHONE_DIGITS
-    if not low <= digits <= high:
-        raise UserInputError(
-            quoted(raw)
-            + f" has {digits} digits; a phone number has {low} to {high}, like "
-            + code(PHONE_EXAMPLE)
-            + "."
-        )
-    return value
+    return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+
+
+def phone_link(value: str) -> Markup:
+    """A stored phone number as a `tel:` link, written for reading: UK numbers as they are
+    dialled here ("01632 960123"), others with their country code. A value saved before
+    numbers were checked is shown as it was written."""
+    try:
+        number = phonenumbers.parse(value, PHONE_REGION)
+    except phonenumbers.NumberParseException:
+        return text(value)
+    if not phonenumbers.is_possible_number(number):
+        return text(value)
+    home = number.country_code == phonenumbers.country_code_for_region(PHONE_REGION)
+    style = (
+        phonenumbers.PhoneNumberFormat.NATIONAL
+        if home
+        else phonenumbers.PhoneNumberFormat.INTERNATIONAL
+    )
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return tel(str(e164), str(phonenumbers.format_number(number, style)))
 
 
 def clean_email(raw: str) -> str:
@@ -169,25 +189,7 @@ async def contact_share(ctx: CommandContext, answer: Literal["on", "off"]) -> No
     practitioner = await tx.practitioners.set_share_contact(ctx.sender, share)
     await tx.audit.append(ctx.sender, "contact_share", detail={"share": share})
     if share:
-        message = paragraph(
-            "Thank you. Your teams can now see your phone number and email address in "
-            + code(f"{ctx.prefix}whois")
-            + ". Send "
-            + code(f"{ctx.prefix}contact share off")
-            + " to stop at any time."
-        )
-        if not practitioner.phone and not practitioner.email:
-            message = blocks(
-                message,
-                paragraph(
-                    "You have not given them yet: "
-                    + code(f"{ctx.prefix}contact set phone <number>")
-                    + " and "
-                    + code(f"{ctx.prefix}contact set email <address>")
-                    + "."
-                ),
-            )
-        ctx.reply(message)
+        ctx.reply(_shared_now(practitioner, ctx.prefix))
     else:
         ctx.reply(
             paragraph(
@@ -292,6 +294,8 @@ async def contact(ctx: CommandContext) -> None:
             items.append(label + text("not given"))
         elif field in CONSENT_FIELDS and public_room and not shares:
             items.append(label + text("given (hidden here, as you do not share it)"))
+        elif field == "phone":
+            items.append(label + phone_link(value))
         else:
             items.append(label + code(value))
     if practitioner is not None and practitioner.away_until is not None:
@@ -315,6 +319,41 @@ async def contact(ctx: CommandContext) -> None:
             )
         )
     ctx.reply(blocks(*parts))
+
+
+def _shared_now(practitioner: Practitioner, prefix: str) -> Markup:
+    """Exactly what teams see now that sharing is on: the details given, and what is missing."""
+    given = [LABELS[field] for field in ("phone", "email") if getattr(practitioner, field)]
+    missing = [field for field in ("phone", "email") if not getattr(practitioner, field)]
+    stop = (
+        " Send " + code(f"{prefix}contact share off") + " to stop at any time."
+    )
+    if given:
+        message = paragraph(
+            "Thank you. Your teams can now see your "
+            + " and ".join(given)
+            + " in "
+            + code(f"{prefix}whois")
+            + "."
+            + stop
+        )
+    else:
+        message = paragraph(
+            "Thank you. You share your contact details now, but you have not given a phone "
+            "number or an email address, so your teams still see only your name, "
+            "organisation and job title." + stop
+        )
+    if not missing:
+        return message
+    adds = Markup()
+    for index, field in enumerate(missing):
+        adds += (" and " if index else "") + code(
+            f"{prefix}contact set {field} {PLACEHOLDERS[field]}"
+        )
+    if not given:
+        return blocks(message, paragraph("Add them with " + adds + "."))
+    what = LABELS[missing[0]]
+    return blocks(message, paragraph(f"To share your {what} too, add it with " + adds + "."))
 
 
 def _consent(practitioner: Practitioner | None, prefix: str) -> Markup:

@@ -22,6 +22,7 @@ from commands.framework.registry import (
 )
 from commands.shared import LEAD_OR_ADMIN_MESSAGE, current_family, lead_or_admin, team_rules
 from markup import Markup, blocks, bullet_list, code, paragraph
+from rooms.closing import close_family, closing_notice
 from rooms.family_room import BASIS_NAMES, governance_gaps, request_family_room, room_name
 from storage import Family
 
@@ -155,6 +156,67 @@ async def family_unsafe(ctx: CommandContext, reason: Rest[str]) -> None:
     )
 
 
+@command(
+    "close",
+    summary="Close this family's record: everyone's involvement ends.",
+    description=(
+        "For example: !family close case stepped down. Every involvement ends, this room "
+        "becomes read-only, and the record is deleted after the council's retention period."
+    ),
+    where=FAMILY_ROOM,
+    permission=lead_or_admin,
+    permission_message=LEAD_OR_ADMIN_MESSAGE,
+    converters={"reason": Text(label="reason", max_length=NOTE_LIMIT)},
+)
+async def family_close(ctx: CommandContext, reason: Rest[str] | None = None) -> None:
+    family = await _open_family(ctx)
+    await _close(ctx, family, reason)
+
+
+async def _close(
+    ctx: CommandContext, family: Family, reason: str | None, *, consent_withdrawn: bool = False
+) -> None:
+    closed = await close_family(
+        ctx.tx,
+        family,
+        actor=ctx.sender,
+        reason=reason,
+        policy=ctx.services.policy,
+        cause=ctx.event_id,
+        consent_withdrawn=consent_withdrawn,
+    )
+    ctx.reply(closing_notice(closed))
+
+
+@command(
+    "consent",
+    summary="Record that the family withdrew their consent: the record is closed.",
+    description=(
+        "Only for a family whose lawful basis is consent: !family consent withdrawn. The "
+        "record is closed as with !family close."
+    ),
+    where=FAMILY_ROOM,
+    permission=lead_or_admin,
+    permission_message=LEAD_OR_ADMIN_MESSAGE,
+)
+async def family_consent(ctx: CommandContext, change: Literal["withdrawn"]) -> None:
+    family = await _open_family(ctx)
+    if family.lawful_basis != "consent":
+        basis = "not recorded" if family.lawful_basis is None else family.lawful_basis
+        raise UserInputError(
+            paragraph(
+                f"This family's lawful basis is {basis}, not consent, so withdrawing consent "
+                "does not end the sharing. Record the right basis with "
+                + code(f"{ctx.prefix}family basis <basis> [note]")
+                + ", or close the record with "
+                + code(f"{ctx.prefix}family close [reason]")
+                + "."
+            ),
+            show_usage=False,
+        )
+    await _close(ctx, family, "consent withdrawn", consent_withdrawn=True)
+
+
 async def _recorded(
     ctx: CommandContext,
     family: Family,
@@ -172,7 +234,14 @@ FAMILY = subcommand_group(
     "family",
     summary="Create a family room and keep its governance records.",
     where=ANYWHERE,
-    subcommands=(family_new, family_basis, family_informed, family_unsafe),
+    subcommands=(
+        family_new,
+        family_basis,
+        family_informed,
+        family_unsafe,
+        family_close,
+        family_consent,
+    ),
 )
 
 COMMANDS: tuple[Command, ...] = (FAMILY,)

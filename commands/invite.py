@@ -47,7 +47,8 @@ async def invite(ctx: CommandContext, who: UserId, role: Rest[str]) -> None:
     refusal = await invite_refusal(tx, family, ctx.sender, who, ctx.services.policy)
     if refusal is not None:
         await _refuse(ctx, family, who, refusal)
-    if not await ctx.matrix.user_exists(who):
+    exists = await ctx.matrix.user_exists(who)
+    if exists is False:
         raise UserInputError(
             "I cannot find " + code(who) + " on their server. Please check the id; you can "
             "copy it from their profile in your app."
@@ -74,6 +75,12 @@ async def invite(ctx: CommandContext, who: UserId, role: Rest[str]) -> None:
             + code(role)
             + ". When they join I will welcome them and ask whether they share their contact "
             "details."
+            + (
+                ""
+                if exists
+                else " Their homeserver is not answering just now, so the invitation will be "
+                "delivered when it does; if it never does, I will tell you."
+            )
         )
     )
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from commands.contact import phone_link
 from commands.framework.context import CommandContext
 from commands.framework.converters import Rest, Text
 from commands.framework.registry import FAMILY_ROOM, Command, command
-from commands.shared import current_family, display_name, lead_or_admin
+from commands.shared import current_family, display_name, lead_or_admin, person
 from markup import (
     MATRIX_TO,
     Markup,
@@ -27,7 +28,9 @@ from markup import (
     text,
     user,
 )
+from rooms.actions import post_notice
 from rooms.admission import is_on_team
+from rooms.policy import server_of
 from storage import Involvement, Practitioner
 
 QUERY_LIMIT = 100
@@ -89,26 +92,48 @@ async def whois(ctx: CommandContext, query: Rest[str] | None = None) -> None:
         )
         return
     privileged = await lead_or_admin(ctx)
-    members = await _visible_members(ctx, family.id, privileged)
-    shown = members if query is None else [m for m in members if m.matches(query)]
-    detail: dict[str, object] = {"query": query, "shown": [member.user_id for member in shown]}
+    members = await _members(ctx, family.id)
+    if query is not None:
+        members = [member for member in members if member.matches(query)]
+    # The answer is posted to the room, which everyone reads: sensitive involvements never
+    # appear in it. Those the asker may see go to their direct chat with the bot.
+    shown = [member for member in members if not member.involvement.sensitive]
+    private = [
+        member
+        for member in members
+        if member.involvement.sensitive and (privileged or member.user_id == ctx.sender)
+    ]
+    hidden = any(member.involvement.sensitive for member in members)
+    detail: dict[str, object] = {
+        "query": query,
+        "shown": [member.user_id for member in shown],
+        "shown_privately": [member.user_id for member in private],
+    }
     if not on_team:
         detail["as_admin"] = True
     await tx.audit.append(ctx.sender, "whois", family_id=family.id, detail=detail)
+    notes = [await _confidential_note(ctx, family.id)] if hidden and query is None else []
+    if private:
+        notes.append(await _send_privately(ctx, family.reference, private, privileged))
     if query is None:
-        ctx.reply(_team(family.reference, shown, privileged, ctx.prefix))
+        ctx.reply(blocks(_team(family.reference, shown, privileged, ctx.prefix), *notes))
     elif not shown:
         ctx.reply(
-            paragraph(
-                "Nobody on this team matches "
-                + code(query)
-                + ". Send "
-                + code(f"{ctx.prefix}whois")
-                + " to see the whole team."
+            blocks(
+                paragraph(
+                    "Nobody on this team matches "
+                    + code(query)
+                    + ". Send "
+                    + code(f"{ctx.prefix}whois")
+                    + " to see the whole team."
+                )
+                if not private
+                else Markup(),
+                *notes,
             )
         )
     elif len(shown) == 1:
-        ctx.reply(_card(shown[0], privileged))
+        ctx.reply(blocks(_card(shown[0], privileged), *notes))
     else:
         ctx.reply(
             blocks(
@@ -119,18 +144,53 @@ async def whois(ctx: CommandContext, query: Rest[str] | None = None) -> None:
                     + code(f"{ctx.prefix}whois @user:server")
                     + " with one of their ids for their card."
                 ),
+                *notes,
             )
         )
 
 
-async def _visible_members(ctx: CommandContext, family_id: int, privileged: bool) -> list[Member]:
-    """The active team, without sensitive involvements unless the viewer may see them."""
+async def _confidential_note(ctx: CommandContext, family_id: int) -> Markup:
+    """What everyone may know of sensitive involvements: that there is one, and who to ask."""
+    lead = await ctx.tx.involvements.lead(family_id)
+    who = (
+        text("the lead")
+        if lead is None or lead.user_id == ctx.sender
+        else "the lead, " + await person(ctx, lead.user_id) + ","
+    )
+    return paragraph(
+        "A confidential service is also involved with this family; "
+        + who
+        + " can put you in touch."
+    )
+
+
+async def _send_privately(
+    ctx: CommandContext, reference: str, private: list[Member], privileged: bool
+) -> Markup:
+    """Queue the sensitive members the asker may see to their direct chat; say where it went."""
+    room_id = await ctx.matrix.direct_room(ctx.sender)
+    if room_id is None:
+        return paragraph(
+            "Confidential involvements you may see are not shown here. Start a direct chat "
+            "with me and ask again, and I will send them to you there."
+        )
+    message = blocks(
+        paragraph(f"Confidential involvements in {reference}, shown only to you:"),
+        bullet_list(
+            _join([member.pill(), *_facts(member, privileged), *_contact(member)])
+            for member in private
+        ),
+    )
+    await post_notice(ctx.tx, room_id, message, ctx.event_id, "whois-private")
+    return paragraph("I have sent the confidential involvements you may see to our direct chat.")
+
+
+async def _members(ctx: CommandContext, family_id: int) -> list[Member]:
+    """The active team, sensitive involvements included (the caller decides who sees them)."""
     tx = ctx.tx
     members: list[Member] = []
     for involvement in await tx.involvements.for_family(family_id):
         if not is_on_team(involvement):
-            continue
-        if involvement.sensitive and not privileged and involvement.user_id != ctx.sender:
             continue
         practitioner = await tx.practitioners.get(involvement.user_id)
         name = await display_name(ctx, involvement.user_id, practitioner)
@@ -144,7 +204,8 @@ def _role_text(member: Member) -> Markup:
 
 
 def _facts(member: Member, privileged: bool) -> list[Markup]:
-    """Role, employer, lead, status and confirmation, in the order people scan for them."""
+    """Role, employer, homeserver, lead, status and confirmation, in the order people scan
+    for them."""
     involvement = member.involvement
     practitioner = member.practitioner
     facts: list[Markup] = [text(involvement.role or "role not given yet")]
@@ -153,6 +214,7 @@ def _facts(member: Member, privileged: bool) -> list[Markup]:
             part for part in (practitioner.job_title, practitioner.organisation) if part
         )
         facts.append(text(work))
+    facts.append(text("account on " + server_of(involvement.user_id)))
     if involvement.is_lead:
         facts.append(bold("lead"))
     if involvement.membership == "invite":
@@ -176,7 +238,7 @@ def _contact(member: Member) -> list[Markup]:
         return []
     found: list[Markup] = []
     if practitioner.phone:
-        found.append("phone " + code(practitioner.phone))
+        found.append("phone " + phone_link(practitioner.phone))
     if practitioner.email:
         found.append("email " + code(practitioner.email))
     return found

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
+from urllib.parse import quote
 
 HTML_FORMAT = "org.matrix.custom.html"
 MATRIX_TO = "https://matrix.to/#/"
@@ -38,6 +39,12 @@ def pill(user_id: str, display_name: str | None = None) -> str:
     """HTML for a user pill; Element renders a matrix.to link to a user as their pill."""
     label = display_name or user_id
     return f'<a href="{escape(MATRIX_TO + user_id)}">{escape(label)}</a>'
+
+
+def room_url(room_id: str, via: str | None = None) -> str:
+    """A matrix.to link to a room; `via` (a server in the room) lets clients join it."""
+    url = MATRIX_TO + quote(room_id, safe="!:@")
+    return url + (f"?via={quote(via, safe=':')}" if via else "")
 
 
 @dataclass(frozen=True)
@@ -91,6 +98,17 @@ def user(user_id: str, display_name: str | None = None, *, mention: bool = False
         pill(user_id, display_name),
         (user_id,) if mention else (),
     )
+
+
+def room_link(room_id: str, label: str, via: str | None = None) -> Markup:
+    """A room Element shows as a pill that opens it with one tap; plain text gets the URL."""
+    url = room_url(room_id, via)
+    return Markup(f"{label} ({url})", f'<a href="{escape(url)}">{escape(label)}</a>')
+
+
+def tel(number: str, label: str) -> Markup:
+    """A phone number as a `tel:` link (one tap to call); `number` is in E.164 form."""
+    return Markup(label, f'<a href="{escape("tel:" + number)}">{escape(label)}</a>')
 
 
 def lines(*parts: Markup | str) -> Markup:

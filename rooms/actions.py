@@ -18,10 +18,15 @@ NOTIFY_ROOM_KEY = "notify_room"
 REQUESTED_BY_KEY = "requested_by"
 """Payload key of an invite: who asked for it (None for the bot's own), told if it fails."""
 
+ANNOUNCE_KEY = "announce"
+"""Payload key of a kick: the notice content the sender posts once the kick succeeded (a kick
+that failed, say because its target had already gone, is never announced)."""
+
 INVITE = "invite"
 KICK = "kick"
 STATE = "state"
 CREATE_ROOM = "create_room"
+LEAVE = "leave"
 
 
 async def post_notice(
@@ -62,8 +67,12 @@ async def kick_user(
     reason: str,
     *cause: str,
     priority: int = INTERACTIVE,
+    announce: Markup | None = None,
 ) -> bool:
-    payload = {"user_id": user_id, "reason": reason}
+    """Queue a kick; `announce` is posted as a notice only once the kick has succeeded."""
+    payload: dict[str, Any] = {"user_id": user_id, "reason": reason}
+    if announce is not None:
+        payload[ANNOUNCE_KEY] = Reply.from_markup(announce).to_content()
     return await tx.outbox.enqueue(
         transaction_id(*cause), room_id, KICK, payload, priority=priority
     )

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Literal
 
 from markup import Markup, blocks, bullet_list, paragraph, user
-from rooms.actions import kick_user, post_notice
+from rooms.actions import kick_user
 from rooms.family_room import governance_gaps
 from rooms.policy import TeamPolicy, server_of
 from storage import Family, Involvement, Transaction
@@ -106,24 +106,25 @@ async def revoke(
     actor: str,
     cause: tuple[str, ...],
 ) -> bool:
-    """Queue a kick (withdrawing an invite, or removing a member) and tell the room why.
+    """Queue a kick (withdrawing an invite, or removing a member) that tells the room why
+    once it has succeeded: when the person's join and their invite are both revoked, the
+    second kick finds them gone and nothing is announced twice.
 
     Returns False, and writes nothing, if this cause already queued the kick.
     """
     if family.room_id is None:
         return False
     kicked = await kick_user(
-        tx, family.room_id, user_id, _kick_reason(refusal, policy), *cause, "revoke"
+        tx,
+        family.room_id,
+        user_id,
+        _kick_reason(refusal, policy),
+        *cause,
+        "revoke",
+        announce=_revocation_notice(family, user_id, membership, refusal, policy),
     )
     if not kicked:
         return False
-    await post_notice(
-        tx,
-        family.room_id,
-        _revocation_notice(family, user_id, membership, refusal, policy),
-        *cause,
-        "revoke-notice",
-    )
     await tx.audit.append(
         actor,
         "membership_revoked",

@@ -8,11 +8,12 @@ The bot never creates a room itself here: `request_family_room` records the fami
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import timedelta
 from typing import Any
 
 from markup import Markup, code
-from rooms.actions import CREATE_ROOM, NOTIFY_ROOM_KEY, invite_user, send_state
+from rooms.actions import CREATE_ROOM, NOTIFY_ROOM_KEY, STATE, invite_user, send_state
 from rooms.errors import TeamRuleError
 from rooms.policy import TeamPolicy, server_of
 from rooms.references import example_for, follows, safety_problem
@@ -27,6 +28,7 @@ ROOM_VERSION = "12"
 has unlimited power and must not be listed in `users`, which Synapse enforces."""
 
 ENCRYPTION_ALGORITHM = "m.megolm.v1.aes-sha2"
+SERVER_ACL_EVENT = "m.room.server_acl"
 CREATION_LIMIT = 10
 CREATION_WINDOW = timedelta(days=1)
 """At most this many families per creator in this window: `!family new` in a loop stops."""
@@ -92,12 +94,72 @@ def power_levels(lead: str | None) -> dict[str, Any]:
     }
 
 
+def acl_host(server_name: str) -> str:
+    """Server ACLs match a server's host without its port ("127.0.0.2:8448" -> "127.0.0.2")."""
+    if server_name.startswith("["):
+        return server_name[: server_name.find("]") + 1]
+    return server_name.rpartition(":")[0] if ":" in server_name else server_name
+
+
+def server_acl(policy: TeamPolicy) -> dict[str, Any]:
+    """The `m.room.server_acl` content: only the allowed servers (and the bot's own, always)
+    may take part in a family room, so a server not on the list cannot join it, fetch its
+    state or history, or send into it, whatever invite reached it."""
+    hosts = {acl_host(name) for name in policy.allowed_servers}
+    hosts.add(acl_host(server_of(policy.bot_user_id)))
+    return {
+        "allow": sorted(hosts),
+        "deny": [],
+        "allow_ip_literals": any(_is_ip_literal(host) for host in hosts),
+    }
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+async def keep_server_acl_current(tx: Transaction, family: Family, policy: TeamPolicy) -> bool:
+    """Queue the ACL the policy asks for when it is not the one last set in this family's room
+    (the policy changed); True if one was queued."""
+    if family.room_id is None:
+        return False
+    wanted = server_acl(policy)
+    earlier = [
+        item
+        for item in await tx.outbox.for_room(family.room_id, (STATE,))
+        if item.payload.get("event_type") == SERVER_ACL_EVENT
+    ]
+    current = next(
+        (item.payload.get("content") for item in reversed(earlier) if item.failed_at is None),
+        None,
+    )
+    if current is None:
+        for item in await tx.outbox.for_room(creation_queue_key(family.id), (CREATE_ROOM,)):
+            for event in item.payload.get("request", {}).get("initial_state", []):
+                if event.get("type") == SERVER_ACL_EVENT:
+                    current = event.get("content")
+    if current == wanted:
+        return False
+    return await send_state(
+        tx,
+        family.room_id,
+        SERVER_ACL_EVENT,
+        wanted,
+        "server-acl",
+        str(family.id),
+        str(len(earlier)),
+    )
+
+
 def create_room_request(reference: str, creator: str, policy: TeamPolicy) -> dict[str, Any]:
-    """The createRoom body for a family room (design section 3).
+    """The createRoom body for a family room (design section 3), with the server ACL of
+    `policy.allowed_servers` in its initial state.
 
     No `invite` list: invites go out one by one through the outbox once the room exists.
-    `policy` is accepted so operator rules can shape the request without changing callers;
-    none does today.
     """
     return {
         "preset": "private_chat",
@@ -111,6 +173,7 @@ def create_room_request(reference: str, creator: str, policy: TeamPolicy) -> dic
             _state("m.room.guest_access", {"guest_access": "forbidden"}),
             _state("m.room.history_visibility", {"history_visibility": "invited"}),
             _state(FAMILY_STATE_EVENT, {"reference": reference}),
+            _state(SERVER_ACL_EVENT, server_acl(policy)),
         ],
         "power_level_content_override": power_levels(creator),
     }

@@ -13,7 +13,13 @@ class MatrixGateway(Protocol):
 
     async def get_display_name(self, user_id: str) -> str | None: ...
 
-    async def user_exists(self, user_id: str) -> bool: ...
+    async def user_exists(self, user_id: str) -> bool | None:
+        """True or False as the user's homeserver said; None if it did not answer in time."""
+        ...
+
+    async def direct_room(self, user_id: str) -> str | None:
+        """The encrypted direct chat the bot shares with `user_id`, if there is one."""
+        ...
 
     async def room_members(self, room_id: str) -> dict[str, str]:
         """Membership ("join", "invite", ...) by user id."""

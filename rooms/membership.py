@@ -8,7 +8,9 @@ Element's own invite button, a leave, a kick), the process hands the event to
    shows (a display-name change, a replayed event, the invite `!invite` already recorded);
 2. revokes an invite or join the admission rules forbid (`rooms.admission`), with a kick and
    a notice;
-3. otherwise records the change, one audit row, and tells the team (welcoming a new member).
+3. otherwise records the change, one audit row, and tells the team in one short line; a new
+   member's welcome (set your role, share your contact details) goes to them alone, in their
+   direct chat with the bot (`rooms.direct_chat`), not to the whole team.
 
 Every outbox item's transaction id comes from the member event's id, so handling the same
 event twice sends nothing twice.
@@ -16,13 +18,14 @@ event twice sends nothing twice.
 
 from __future__ import annotations
 
-from markup import Markup, blocks, bullet_list, code, paragraph, user
+from markup import Markup, blocks, bullet_list, code, paragraph, room_link, user
 from rooms.actions import post_notice
 from rooms.admission import PRESENT, admission_refusal, revoke
+from rooms.direct_chat import tell_privately
 from rooms.family_room import governance_gaps
 from rooms.people import named
-from rooms.policy import TeamPolicy
-from rooms.prompts import add_interval, lead_handover_hint
+from rooms.policy import TeamPolicy, server_of
+from rooms.prompts import DirectRooms, add_interval, lead_handover_hint
 from storage import EndReason, Family, Involvement, Membership, Transaction
 
 ROSTER_MEMBERSHIPS: frozenset[str] = frozenset({"invite", "join", "leave", "ban"})
@@ -41,6 +44,7 @@ async def on_member_event(
     reason: str | None,
     event_id: str,
     policy: TeamPolicy,
+    direct_rooms: DirectRooms | None = None,
 ) -> None:
     """Mirror one membership change in a family room (see the module docstring).
 
@@ -99,6 +103,11 @@ async def on_member_event(
     notice = await _notice(tx, family, involvement, before, sender, name, was_active, policy)
     if notice is not None:
         await post_notice(tx, room_id, notice, event_id, "membership-notice")
+    if after == "join" and involvement.is_active:
+        greeting = await private_welcome(tx, family, involvement, name, policy)
+        await tell_privately(
+            tx, involvement.user_id, greeting, direct_rooms, event_id, "welcome"
+        )
 
 
 def _membership(value: str) -> Membership:
@@ -195,6 +204,25 @@ async def welcome(
     return parts
 
 
+async def private_welcome(
+    tx: Transaction,
+    family: Family,
+    involvement: Involvement,
+    display_name: str | None,
+    policy: TeamPolicy,
+) -> Markup:
+    """The welcome a new member reads in their direct chat: which team (a link that opens its
+    room), then what they are asked to do."""
+    who = user(involvement.user_id, display_name, mention=True)
+    team = room_link(
+        family.room_id or "", f"Team {family.reference}", server_of(policy.bot_user_id)
+    )
+    return blocks(
+        paragraph("Welcome to " + team + ", " + who + "!"),
+        *await welcome(tx, family, involvement, policy.command_prefix),
+    )
+
+
 async def _notice(
     tx: Transaction,
     family: Family,
@@ -212,11 +240,10 @@ async def _notice(
     if after == "join":
         if not involvement.is_active:
             return None
-        who = user(involvement.user_id, display_name, mention=True)
-        return blocks(
-            paragraph(who + " joined the team. Welcome!"),
-            *await welcome(tx, family, involvement, policy.command_prefix),
-        )
+        who = user(involvement.user_id, display_name)
+        if involvement.role is None:
+            return paragraph(who + " joined the team; their role is not given yet.")
+        return paragraph(who + " joined the team as " + code(involvement.role) + ".")
     if not was_active:
         return None
     who = user(involvement.user_id, display_name)

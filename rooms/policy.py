@@ -41,6 +41,9 @@ class TeamPolicy:
     """The operator's format for case references (`policy.reference_pattern`). It only narrows
     the safety rules of `rooms.references`, which every reference keeps whatever it says."""
 
+    closed_case_retention: timedelta = timedelta(days=2192)
+    """How long a closed family's record is kept before it is purged (`retention.closed_case`)."""
+
     def __post_init__(self) -> None:
         # Server names compare case-insensitively; normalise once instead of at every check.
         object.__setattr__(

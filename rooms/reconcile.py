@@ -3,7 +3,8 @@
 The process calls `reconcile_family` for each open family with the room's current members
 (from a full-state sync). Whatever differs from the roster is recorded as if the member event
 had been seen, with one audit row per change and a single notice telling the team, and the
-invite policy is applied to anyone who should not be there.
+invite policy is applied to anyone who should not be there. The room's server ACL is brought
+up to date with `policy.allowed_servers` if the operator changed them.
 
 There is no event id to derive transaction ids from, so they come from the family, the user,
 the new membership and a stable marker, the id of the audit row that records the change:
@@ -20,6 +21,7 @@ from typing import Literal
 from markup import Markup, blocks, bullet_list, paragraph
 from rooms.actions import KICK, post_notice
 from rooms.admission import PRESENT, Refusal, admission_refusal, revoke
+from rooms.family_room import keep_server_acl_current
 from rooms.membership import schedule_first_prompt, welcome
 from rooms.people import named
 from rooms.policy import TeamPolicy
@@ -48,6 +50,7 @@ async def reconcile_family(
     memberships such as "leave" or "ban" may be included and count as not in the room)."""
     if family.room_id is None or family.status == "purged":
         return []
+    await keep_server_acl_current(tx, family, policy)
     room_id = family.room_id
     roster = {
         involvement.user_id: involvement

@@ -1,13 +1,22 @@
-"""The append-only audit trail: who looked at or changed what, chained by SHA-256.
+"""The append-only audit trail: who looked at or changed what, chained by keyed hash.
 
-Each row's hash covers the previous row's hash and the row's own content, so editing,
-removing or reordering any row breaks the chain at that row and `verify()` finds it.
-(Removing rows from the very end leaves no trace in the chain; keep backups for that.)
+Each row stores `content_hash`, the SHA-256 of its content (time, actor, family, action,
+detail), and `hash`, an HMAC-SHA256 under the audit key of the previous row's hash followed by
+its own content hash. Editing, removing or reordering any row breaks the chain at that row and
+`verify()` finds it; without the key, which lives outside the database, nobody can compute a
+chain that verifies. (Removing rows from the very end leaves no trace in the chain; the chain
+head is logged every day for that.)
+
+Redaction (a purged family, an erased practitioner) replaces a row's actor and detail with a
+pseudonymous minimum and marks the row redacted. Its content hash and link stay, so the chain
+still verifies after a purge; a redacted row's former content can no longer be checked, by
+design. A trigger allows no other change and no delete.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -15,33 +24,51 @@ from storage.codec import canonical_json, decode_json_object, encode_json_object
 from storage.models import AuditEntry
 
 if TYPE_CHECKING:
+    import aiosqlite
+
     from storage.transaction import Transaction
 
 GENESIS_HASH = "0" * 64
+PSEUDONYM_PREFIX = "pseudonym:"
 _VERIFY_BATCH = 500
 
 
-def audit_hash(
-    prev_hash: str,
-    at: str,
-    actor: str,
-    family_id: int | None,
-    action: str,
-    detail: Mapping[str, Any],
+def content_hash(
+    at: str, actor: str, family_id: int | None, action: str, detail: Mapping[str, Any]
 ) -> str:
-    """sha256 hex of prev_hash followed by the canonical JSON of the row's content.
-
-    `at` is the stored text, so the hash does not depend on how datetimes are rendered.
-    """
+    """sha256 hex of the canonical JSON of a row's content; `at` is the stored text, so the
+    hash does not depend on how datetimes are rendered."""
     content = canonical_json(
         {"at": at, "actor": actor, "family_id": family_id, "action": action, "detail": detail}
     )
-    return hashlib.sha256((prev_hash + content).encode("utf-8")).hexdigest()
+    return hashlib.sha256(content.encode("utf-8")).hexdigest()
+
+
+def link_hash(key: bytes | None, prev_hash: str, content: str) -> str:
+    """The chain link: HMAC-SHA256 under the audit key, or plain SHA-256 with no key."""
+    message = (prev_hash + content).encode("ascii")
+    if key is None:
+        return hashlib.sha256(message).hexdigest()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def pseudonym(key: bytes | None, user_id: str) -> str:
+    """A stable stand-in for a user id that cannot be turned back without the key."""
+    if not user_id.startswith("@"):
+        return user_id
+    return PSEUDONYM_PREFIX + link_hash(key, "pseudonym", user_id)[:16]
 
 
 class AuditRepository:
-    def __init__(self, tx: Transaction) -> None:
+    def __init__(self, tx: Transaction, key: bytes | None) -> None:
         self._tx = tx
+        self._key = key
+
+    def pseudonym(self, user_id: str) -> str:
+        return pseudonym(self._key, user_id)
+
+    def link(self, prev_hash: str, content: str) -> str:
+        return link_hash(self._key, prev_hash, content)
 
     async def append(
         self,
@@ -52,20 +79,8 @@ class AuditRepository:
         detail: Mapping[str, Any] | None = None,
     ) -> AuditEntry:
         """Add a row at the end of the chain; reads are audited as well as writes."""
-        content = dict(detail or {})
-        # Store exactly the JSON that is hashed, so verify() recomputes the same value.
-        stored_detail = encode_json_object(content)
-        content = decode_json_object(stored_detail)
-        at = encode_time(self._tx.now())
-        last = await self._tx.fetchone("SELECT hash FROM audit ORDER BY id DESC LIMIT 1")
-        prev_hash = GENESIS_HASH if last is None else str(last["hash"])
-        digest = audit_hash(prev_hash, at, actor, family_id, action, content)
-        row_id = await self._tx.insert(
-            "INSERT INTO audit (at, actor, family_id, action, detail, prev_hash, hash)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (at, actor, family_id, action, stored_detail, prev_hash, digest),
-        )
-        row = await self._tx.fetchone("SELECT * FROM audit WHERE id = ?", (row_id,))
+        row_id = await self._insert(await self._head(), actor, action, family_id, detail or {})
+        row = await self._tx.fetchone("SELECT * FROM audit WHERE id = ?", (row_id[0],))
         if row is None:
             raise RuntimeError("the audit row just written cannot be read back")
         return AuditEntry.from_row(row)
@@ -78,22 +93,34 @@ class AuditRepository:
         For the bot's bulk steps (thousands of prompts after an outage), where `append`'s
         read-back of every row would dominate. Returns the number of rows written.
         """
-        if not rows:
-            return 0
-        at = encode_time(self._tx.now())
-        last = await self._tx.fetchone("SELECT hash FROM audit ORDER BY id DESC LIMIT 1")
-        prev_hash = GENESIS_HASH if last is None else str(last["hash"])
+        prev_hash = await self._head()
         for family_id, detail in rows:
-            stored_detail = encode_json_object(dict(detail))
-            content = decode_json_object(stored_detail)
-            digest = audit_hash(prev_hash, at, actor, family_id, action, content)
-            await self._tx.execute(
-                "INSERT INTO audit (at, actor, family_id, action, detail, prev_hash, hash)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (at, actor, family_id, action, stored_detail, prev_hash, digest),
-            )
-            prev_hash = digest
+            _, prev_hash = await self._insert(prev_hash, actor, action, family_id, detail)
         return len(rows)
+
+    async def _head(self) -> str:
+        last = await self._tx.fetchone("SELECT hash FROM audit ORDER BY id DESC LIMIT 1")
+        return GENESIS_HASH if last is None else str(last["hash"])
+
+    async def _insert(
+        self,
+        prev_hash: str,
+        actor: str,
+        action: str,
+        family_id: int | None,
+        detail: Mapping[str, Any],
+    ) -> tuple[int | None, str]:
+        # Store exactly the JSON that is hashed, so verify() recomputes the same value.
+        stored_detail = encode_json_object(dict(detail))
+        at = encode_time(self._tx.now())
+        digest = content_hash(at, actor, family_id, action, decode_json_object(stored_detail))
+        link = link_hash(self._key, prev_hash, digest)
+        row_id = await self._tx.insert(
+            "INSERT INTO audit (at, actor, family_id, action, detail, prev_hash, content_hash,"
+            " hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (at, actor, family_id, action, stored_detail, prev_hash, digest, link),
+        )
+        return row_id, link
 
     async def recent(self, family_id: int | None, limit: int) -> list[AuditEntry]:
         """Newest first; one family's rows, or every row when family_id is None."""
@@ -106,6 +133,27 @@ class AuditRepository:
             )
         return [AuditEntry.from_row(row) for row in rows]
 
+    async def for_family(self, family_id: int) -> list[AuditEntry]:
+        """Every row about one family, oldest first."""
+        rows = await self._tx.fetchall(
+            "SELECT * FROM audit WHERE family_id = ? ORDER BY id", (family_id,)
+        )
+        return [AuditEntry.from_row(row) for row in rows]
+
+    async def about_user(self, user_id: str) -> list[AuditEntry]:
+        """Every row made by someone or naming them in its detail, oldest first."""
+        return [AuditEntry.from_row(row) for row in await self.rows_about_user(user_id)]
+
+    async def rows_about_user(self, user_id: str) -> list[aiosqlite.Row]:
+        return await self._tx.fetchall(
+            "SELECT * FROM audit WHERE actor = ? OR instr(detail, ?) > 0 ORDER BY id",
+            (user_id, _quoted(user_id)),
+        )
+
+    async def head(self) -> AuditEntry | None:
+        row = await self._tx.fetchone("SELECT * FROM audit ORDER BY id DESC LIMIT 1")
+        return None if row is None else AuditEntry.from_row(row)
+
     async def count(self, action: str | None = None) -> int:
         if action is None:
             row = await self._tx.fetchone("SELECT COUNT(*) FROM audit")
@@ -113,30 +161,71 @@ class AuditRepository:
             row = await self._tx.fetchone("SELECT COUNT(*) FROM audit WHERE action = ?", (action,))
         return 0 if row is None else int(row[0])
 
+    async def redact_family(self, family_id: int) -> int:
+        """Reduce a purged family's rows to time, action and pseudonymous actor; rows changed."""
+        rows = await self._tx.fetchall(
+            "SELECT id, actor FROM audit WHERE family_id = ? AND redacted_at IS NULL",
+            (family_id,),
+        )
+        now = encode_time(self._tx.now())
+        for row in rows:
+            await self._tx.execute(
+                "UPDATE audit SET actor = ?, detail = '{}', redacted_at = ? WHERE id = ?",
+                (self.pseudonym(str(row["actor"])), now, row["id"]),
+            )
+        return len(rows)
+
+    async def redact_user(self, user_id: str) -> int:
+        """Replace a user id by its pseudonym in every row that holds it; rows changed."""
+        alias = self.pseudonym(user_id)
+        now = encode_time(self._tx.now())
+        changed = 0
+        for entry in await self.about_user(user_id):
+            actor = alias if entry.actor == user_id else entry.actor
+            detail = decode_json_object(
+                encode_json_object(entry.detail).replace(_quoted(user_id), _quoted(alias))
+            )
+            changed += await self._tx.execute(
+                "UPDATE audit SET actor = ?, detail = ?, redacted_at = ? WHERE id = ?",
+                (actor, encode_json_object(detail), now, entry.id),
+            )
+        return changed
+
     async def verify(self) -> int | None:
         """None if the whole chain is intact, else the id of the first row that is not."""
         expected_prev = GENESIS_HASH
         last_id = 0
         while True:
             rows = await self._tx.fetchall(
-                "SELECT id, at, actor, family_id, action, detail, prev_hash, hash"
-                " FROM audit WHERE id > ? ORDER BY id LIMIT ?",
+                "SELECT id, at, actor, family_id, action, detail, prev_hash, content_hash, hash,"
+                " redacted_at FROM audit WHERE id > ? ORDER BY id LIMIT ?",
                 (last_id, _VERIFY_BATCH),
             )
             if not rows:
                 return None
             for row in rows:
-                if row["prev_hash"] != expected_prev or row["hash"] != _recompute(row):
+                if not self._row_intact(row, expected_prev):
                     return int(row["id"])
                 expected_prev = str(row["hash"])
                 last_id = int(row["id"])
 
+    def _row_intact(self, row: Any, expected_prev: str) -> bool:
+        if row["prev_hash"] != expected_prev or row["content_hash"] is None:
+            return False
+        if row["hash"] != link_hash(self._key, row["prev_hash"], row["content_hash"]):
+            return False
+        # A redacted row's content was replaced on purpose; only its place in the chain counts.
+        return row["redacted_at"] is not None or row["content_hash"] == recompute_content(row)
 
-def _recompute(row: Any) -> str | None:
+
+def recompute_content(row: Any) -> str | None:
     try:
         detail = decode_json_object(row["detail"])
     except ValueError:
         return None
-    return audit_hash(
-        row["prev_hash"], row["at"], row["actor"], row["family_id"], row["action"], detail
-    )
+    return content_hash(row["at"], row["actor"], row["family_id"], row["action"], detail)
+
+
+def _quoted(user_id: str) -> str:
+    """The user id as it appears inside stored JSON text."""
+    return canonical_json(user_id)

@@ -36,8 +36,15 @@ BUSY_TIMEOUT_MS = 5000
 class Database:
     """The bot's database: build once at start-up with `open()` and pass it down."""
 
-    def __init__(self, path: Path, connection: aiosqlite.Connection, clock: Clock) -> None:
+    def __init__(
+        self,
+        path: Path,
+        connection: aiosqlite.Connection,
+        clock: Clock,
+        audit_key: bytes | None = None,
+    ) -> None:
         self._path = path
+        self._audit_key = audit_key
         self._connection = connection
         self._clock = clock
         self._lock = asyncio.Lock()
@@ -46,8 +53,13 @@ class Database:
         self._closed = False
 
     @classmethod
-    async def open(cls, path: Path, *, clock: Clock = utc_now) -> Database:
-        """Open (or create) the file, refuse a newer schema, configure it and migrate it."""
+    async def open(
+        cls, path: Path, *, clock: Clock = utc_now, audit_key: bytes | None = None
+    ) -> Database:
+        """Open (or create) the file, refuse a newer schema, configure it and migrate it.
+
+        `audit_key` keys the audit chain (an HMAC); without one the links are plain SHA-256,
+        which detects accidents but not someone who can write the file."""
         path = Path(path)
         _create_private_file(path)
         connection = await aiosqlite.connect(path, isolation_level=None)
@@ -59,7 +71,7 @@ class Database:
             await _refuse_newer_schema(connection, path)
             await _configure(connection)
             _restrict_sidecar_files(path)
-            database = cls(path, connection, clock)
+            database = cls(path, connection, clock, audit_key)
             database._schema_version = await run_migrations(database)
         except BaseException:
             await connection.close()
@@ -119,7 +131,7 @@ class Database:
             self._owner = current
             try:
                 await self._connection.execute(begin)
-                tx = Transaction(self._connection, self._clock)
+                tx = Transaction(self._connection, self._clock, self._audit_key)
                 try:
                     yield tx
                 except BaseException:

@@ -192,6 +192,34 @@ class FamilyRepository:
             (encode_time(self._tx.now()), reason, encode_optional_time(purge_after)),
         )
 
+    async def withdraw_consent(self, family_id: int) -> Family:
+        return await self._update(
+            family_id, "consent_withdrawn_at = ?", (encode_time(self._tx.now()),)
+        )
+
+    async def due_for_purge(self, now: datetime, limit: int) -> list[Family]:
+        """Closed families whose retention has run out, longest overdue first."""
+        rows = await self._tx.fetchall(
+            "SELECT * FROM family WHERE status = 'closed' AND purge_after <= ?"
+            " ORDER BY purge_after, id LIMIT ?",
+            (encode_time(now), limit),
+        )
+        return [Family.from_row(row) for row in rows]
+
+    async def purge(self, family_id: int) -> Family:
+        """Forget a closed family: its governance records go and its row keeps only its id,
+        status and dates (the audit refers to it); its reference may be used again."""
+        family = await self._update(
+            family_id,
+            "status = 'purged', reference = ?, room_id = NULL, lawful_basis = NULL,"
+            " basis_recorded_by = NULL, basis_recorded_at = NULL, basis_note = NULL,"
+            " family_informed_at = NULL, informed_note = NULL, not_informed_reason = NULL,"
+            " close_reason = NULL, purge_after = NULL, created_by = ?",
+            (f"~purged-{family_id}", "~purged"),
+        )
+        await self._tx.execute("DELETE FROM governance_record WHERE family_id = ?", (family_id,))
+        return family
+
     async def _update(self, family_id: int, assignments: str, params: tuple[Any, ...]) -> Family:
         """`assignments` is constant SQL from this module; every value is a bound parameter."""
         changed = await self._tx.execute(

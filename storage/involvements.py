@@ -207,6 +207,15 @@ class InvolvementRepository:
             await self._require(involvement_id)
         return changed > 0
 
+    async def delete_for_family(self, family_id: int) -> int:
+        """Remove a purged family's roster and its prompts; rows of the roster removed."""
+        await self._tx.execute(
+            "DELETE FROM prompt WHERE involvement_id IN"
+            " (SELECT id FROM involvement WHERE family_id = ?)",
+            (family_id,),
+        )
+        return await self._tx.execute("DELETE FROM involvement WHERE family_id = ?", (family_id,))
+
     async def due_for_prompt(self, now: datetime, limit: int) -> list[Involvement]:
         """Active involvements whose next prompt time has come, most overdue first."""
         rows = await self._tx.fetchall(

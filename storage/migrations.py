@@ -7,11 +7,14 @@ version, never half-migrated. Append new steps; never edit or reorder released o
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
 import aiosqlite
 
+from storage.audit import GENESIS_HASH, recompute_content
+from storage.codec import canonical_json, decode_json_object
 from storage.errors import DatabaseTooNewError
 
 if TYPE_CHECKING:
@@ -252,7 +255,77 @@ async def _v3_governance_history(tx: Transaction) -> None:
         await tx.execute(statement)
 
 
-MIGRATIONS: list[Migration] = [_v1_initial_schema, _v2_outbox_priority, _v3_governance_history]
+_REDACTABLE_AUDIT = (
+    "ALTER TABLE audit ADD COLUMN content_hash TEXT",
+    "ALTER TABLE audit ADD COLUMN redacted_at TEXT",
+    "DROP TRIGGER audit_no_update",
+    "DROP TRIGGER governance_record_no_delete",
+    # A purged family's governance records go with it; otherwise they are never deleted.
+    """
+    CREATE TRIGGER governance_record_no_delete BEFORE DELETE ON governance_record
+    WHEN (SELECT status FROM family WHERE id = OLD.family_id) IS NOT 'purged'
+    BEGIN SELECT RAISE(ABORT, 'governance records are append-only'); END
+    """,
+)
+_AUDIT_REDACT_ONLY = """
+    CREATE TRIGGER audit_redact_only BEFORE UPDATE ON audit
+    WHEN NEW.id IS NOT OLD.id OR NEW.at IS NOT OLD.at OR NEW.family_id IS NOT OLD.family_id
+        OR NEW.action IS NOT OLD.action OR NEW.prev_hash IS NOT OLD.prev_hash
+        OR NEW.hash IS NOT OLD.hash OR NEW.content_hash IS NOT OLD.content_hash
+        OR NEW.redacted_at IS NULL
+    BEGIN SELECT RAISE(ABORT, 'audit rows are append-only; only redaction may change them'); END
+    """
+
+
+async def _v4_keyed_audit(tx: Transaction) -> None:
+    """The audit chain becomes keyed (HMAC) and redactable: the existing rows are checked
+    against the old plain chain, chained again under the key, and the result is audited."""
+    for statement in _REDACTABLE_AUDIT:
+        await tx.execute(statement)
+    rows = await tx.fetchall("SELECT * FROM audit ORDER BY id")
+    legacy_prev = prev = GENESIS_HASH
+    broken: int | None = None
+    for row in rows:
+        digest = recompute_content(row)
+        old = hashlib.sha256((legacy_prev + _legacy_content(row)).encode("utf-8")).hexdigest()
+        if broken is None and (row["prev_hash"] != legacy_prev or row["hash"] != old):
+            broken = int(row["id"])
+        legacy_prev = str(row["hash"])
+        link = tx.audit.link(prev, digest or "")
+        await tx.execute(
+            "UPDATE audit SET prev_hash = ?, content_hash = ?, hash = ? WHERE id = ?",
+            (prev, digest, link, row["id"]),
+        )
+        prev = link
+    await tx.execute(_AUDIT_REDACT_ONLY)
+    if rows:
+        await tx.audit.append(
+            "patchwork", "audit_rekeyed", detail={"rows": len(rows), "earlier_break": broken}
+        )
+
+
+def _legacy_content(row: aiosqlite.Row) -> str:
+    try:
+        detail = decode_json_object(row["detail"])
+    except ValueError:
+        return ""
+    return canonical_json(
+        {
+            "at": row["at"],
+            "actor": row["actor"],
+            "family_id": row["family_id"],
+            "action": row["action"],
+            "detail": detail,
+        }
+    )
+
+
+MIGRATIONS: list[Migration] = [
+    _v1_initial_schema,
+    _v2_outbox_priority,
+    _v3_governance_history,
+    _v4_keyed_audit,
+]
 LATEST_VERSION = len(MIGRATIONS)
 
 

@@ -222,6 +222,7 @@ class AuditEntry:
     detail: dict[str, Any] = field(hash=False)
     prev_hash: str
     hash: str
+    redacted: bool = False
 
     @classmethod
     def from_row(cls, row: Row) -> AuditEntry:
@@ -234,6 +235,7 @@ class AuditEntry:
             detail=decode_json_object(row["detail"]),
             prev_hash=row["prev_hash"],
             hash=row["hash"],
+            redacted=row["redacted_at"] is not None,
         )
 
 

@@ -182,6 +182,10 @@ class OutboxRepository:
             {"before": encode_time(before)},
         )
 
+    async def forget_room(self, room_id: str) -> int:
+        """Drop every item for a room the bot is leaving for good, sent or not."""
+        return await self._tx.execute("DELETE FROM outbox WHERE room_id = ?", (room_id,))
+
     async def pending_count(self) -> int:
         row = await self._tx.fetchone(
             "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL"

@@ -88,6 +88,17 @@ class PractitionerRepository:
             raise NotFoundError(f"no practitioner {user_id}")
         return await self._require(user_id)
 
+    async def erase(self, user_id: str) -> bool:
+        """Delete someone's contact details and consent; the row stays as the roster's anchor.
+        False if there was no such practitioner."""
+        changed = await self._tx.execute(
+            "UPDATE practitioner SET display_name = NULL, organisation = NULL, job_title = NULL,"
+            " phone = NULL, email = NULL, share_contact = 0, share_contact_changed_at = NULL,"
+            " away_until = NULL, updated_at = ? WHERE user_id = ?",
+            (encode_time(self._tx.now()), user_id),
+        )
+        return changed > 0
+
     async def many(self, user_ids: Iterable[str]) -> dict[str, Practitioner]:
         """Several practitioners in one query (those with no row are left out)."""
         rows = await self._tx.fetchall_in(

@@ -118,3 +118,11 @@ class SyncStateRepository:
             (encode_time(self._tx.now()), event_id),
         )
         return changed > 0
+
+    async def forget_room(self, room_id: str) -> None:
+        """Drop everything kept about a room the bot is leaving for good."""
+        for table in ("inbox", "room_flag", "undecrypted"):
+            await self._tx.execute(
+                f"DELETE FROM {table} WHERE room_id = ?",  # noqa: S608 - constant names
+                (room_id,),
+            )

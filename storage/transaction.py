@@ -32,14 +32,16 @@ IN_LIST_CHUNK = 500
 class Transaction:
     """Statements and repositories bound to one BEGIN ... COMMIT on the shared connection."""
 
-    def __init__(self, connection: aiosqlite.Connection, clock: Clock) -> None:
+    def __init__(
+        self, connection: aiosqlite.Connection, clock: Clock, audit_key: bytes | None = None
+    ) -> None:
         self._connection = connection
         self._clock = clock
         self._finished = False
         self._savepoints = 0
         self.sync = SyncStateRepository(self)
         self.outbox = OutboxRepository(self)
-        self.audit = AuditRepository(self)
+        self.audit = AuditRepository(self, audit_key)
         self.practitioners = PractitionerRepository(self)
         self.families = FamilyRepository(self)
         self.involvements = InvolvementRepository(self)

@@ -21,6 +21,7 @@ from bot.config.models import (
     Config,
     HomeserverConfig,
     LoggingConfig,
+    MetricsConfig,
     PolicyConfig,
     StorageConfig,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "ConfigError",
     "HomeserverConfig",
     "LoggingConfig",
+    "MetricsConfig",
     "PolicyConfig",
     "PromptsConfig",
     "StorageConfig",

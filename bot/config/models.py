@@ -26,6 +26,7 @@ from pydantic import (
 
 from bot.config.errors import _KeyProblem, _kind
 from bot.config.prompts import PromptsConfig
+from bot.config.retention import RetentionConfig
 from bot.config.section import _Section
 from bot.durations import Duration
 from bot.ratelimit import BURST, PER_MINUTE
@@ -287,11 +288,58 @@ class LoggingConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="one of DEBUG, INFO, WARNING or ERROR"
     )
+    format: Literal["text", "json"] = Field(
+        default="text", description="text (one readable line each) or json (one object a line)"
+    )
 
     @field_validator("level", mode="before")
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("format", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+
+_LISTEN_RE = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[0-9A-Za-z.-]+):(?P<port>[0-9]{1,5})")
+
+
+class MetricsConfig(_Section):
+    """The health and metrics endpoint (`/healthz`, `/metrics`); off unless `listen` is set."""
+
+    listen: str | None = Field(
+        default=None,
+        description='host:port to serve /healthz and /metrics on, e.g. "127.0.0.1:9464"',
+    )
+    max_sync_lag: Duration = Field(
+        default=timedelta(minutes=2),
+        description="a duration such as 2m: /healthz fails when the last sync is older",
+    )
+
+    @field_validator("listen", mode="after")
+    @classmethod
+    def _host_and_port(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        match = _LISTEN_RE.fullmatch(value.strip())
+        if match is None or not 1 <= int(match["port"]) <= 65535:
+            raise ValueError(
+                f"{value!r} is not host:port (expected e.g. \"127.0.0.1:9464\", a port from "
+                "1 to 65535 on an address of this machine)"
+            )
+        return value.strip()
+
+    @property
+    def host(self) -> str:
+        assert self.listen is not None
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        assert self.listen is not None
+        return int(self.listen.rpartition(":")[2])
 
 
 class Config(_Section):
@@ -305,5 +353,11 @@ class Config(_Section):
         default_factory=PromptsConfig, description="a section of prompt settings"
     )
     logging: LoggingConfig = Field(
-        default_factory=LoggingConfig, description="a section with level"
+        default_factory=LoggingConfig, description="a section with level and format"
+    )
+    metrics: MetricsConfig = Field(
+        default_factory=MetricsConfig, description="a section with listen (host:port)"
+    )
+    retention: RetentionConfig = Field(
+        default_factory=RetentionConfig, description="a section with closed_case and purge_every"
     )

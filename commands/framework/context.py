@@ -52,6 +52,8 @@ class CommandContext:
     prefix: str = "!"
     """Set by the dispatcher to the prefix it answers to, so help and errors quote it."""
     replies: list[Reply] = field(default_factory=list)
+    outcome: str = "ok"
+    """Set by the dispatcher: ok, user_error or failed (counted in the operator's metrics)."""
 
     def reply(
         self, body: Markup | str, html: str | None = None, *, mentions: Iterable[str] = ()

@@ -83,8 +83,10 @@ class Dispatcher:
         try:
             await self._run(ctx, invocation, chain)
         except UserInputError as error:
+            ctx.outcome = "user_error"
             ctx.reply(self._user_error(error, chain[-1] if chain else None))
         except Exception:
+            ctx.outcome = "failed"
             reference = new_reference()
             log.exception(
                 "command !%s failed; reference %s, room %s, event %s",

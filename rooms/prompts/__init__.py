@@ -7,7 +7,8 @@ anyone. The package, by concern:
 - `schedule`: the operator's settings and the calendar arithmetic (due dates, working hours,
   reminders, lapses, time away);
 - `sweep`: what the scheduler runs every `prompts.sweep_every` and at start-up;
-- `answers`: `!confirm`, `!leave` and the ✅ / ❌ reactions, and what follows a sent prompt;
+- `answers`: `!confirm`, `!leave`, the ✅ / ❌ reactions and the poll, and what follows a sent
+  prompt;
 - `wording`: what the bot says.
 """
 
@@ -18,7 +19,9 @@ from rooms.prompts.answers import (
     current_prompt,
     leave,
     on_message_sent,
+    on_poll_response,
     on_reaction,
+    poll_answers,
     reaction_answer,
 )
 from rooms.prompts.schedule import (
@@ -67,7 +70,9 @@ __all__ = [
     "local_today",
     "next_prompt_time",
     "on_message_sent",
+    "on_poll_response",
     "on_reaction",
+    "poll_answers",
     "prompt_transaction_id",
     "reaction_answer",
     "reminder_due",

@@ -1,14 +1,18 @@
 """A practitioner's answer to the still-involved question, whatever form it takes.
 
-`!confirm` / `!leave [reason]` (the commands of the same names) and a ✅ / ❌ reaction to the
-prompt (`on_reaction`) all go through `confirm` and `leave`, so an answer is recorded the same
-way however it was given. `on_message_sent` runs when the homeserver has accepted a prompt: it
-records the prompt's event id and adds the reactions people can tap.
+`!confirm` / `!leave [reason]` (the commands of the same names), a ✅ / ❌ reaction to the
+prompt (`on_reaction`) and a vote in the prompt's poll (`on_poll_response`) all go through
+`confirm` and `leave`, so an answer is recorded the same way however it was given.
+`on_message_sent` runs when the homeserver has accepted a prompt: it records the prompt's event
+id and queues the poll people can tap. The bot itself never reacts or votes, so what Element
+counts under a prompt is people's answers only.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from markup import Markup, Reply, user
 from rooms.actions import kick_user
@@ -17,9 +21,12 @@ from rooms.prompts.schedule import PromptSettings, next_prompt_time
 from rooms.prompts.wording import (
     LEAVE_KICK_REASON,
     NO,
+    POLL_START,
     YES,
     confirmed_text,
     left_text,
+    parse_poll_answer_id,
+    poll_content,
 )
 from storage import (
     BACKGROUND,
@@ -33,6 +40,7 @@ from storage import (
 
 REACTION_KEYS = (YES, NO)
 _VARIATION_SELECTORS = "\ufe0e\ufe0f"
+POLL_RESPONSE_TYPES = ("org.matrix.msc3381.poll.response", "m.poll.response")
 PROMPT_PAYLOAD_KEY = "prompt_id"
 """Marks the outbox item of a prompt, so the sender's hook can record the event it became."""
 
@@ -53,7 +61,7 @@ def iso(value: datetime | None) -> str | None:
 
 async def on_message_sent(tx: Transaction, item: OutboxItem, event_id: str | None) -> None:
     """Called in the transaction that marks an outbox message sent: a prompt's event id is
-    recorded (reactions refer to it) and the ✅ and ❌ reactions are queued under it."""
+    recorded (reactions refer to it) and its poll is queued right after it."""
     prompt_id = item.payload.get(PROMPT_PAYLOAD_KEY)
     if not isinstance(prompt_id, int) or not event_id:
         return
@@ -61,14 +69,30 @@ async def on_message_sent(tx: Transaction, item: OutboxItem, event_id: str | Non
     if prompt is None or prompt.event_id is not None:
         return
     await tx.prompts.mark_sent(prompt_id, event_id)
-    for key in REACTION_KEYS:
-        await tx.outbox.enqueue_message(
-            transaction_id("prompt", str(prompt_id), "reaction", key),
-            item.room_id,
-            {"m.relates_to": {"rel_type": "m.annotation", "event_id": event_id, "key": key}},
-            event_type="m.reaction",
-            priority=BACKGROUND,
-        )
+    involvement = await tx.involvements.by_id(prompt.involvement_id)
+    if involvement is None:
+        return
+    name = await known_name(tx, involvement.user_id) or involvement.user_id
+    await tx.outbox.enqueue_message(
+        transaction_id("prompt", str(prompt_id), "poll"),
+        item.room_id,
+        poll_content(prompt_id, name),
+        event_type=POLL_START,
+        priority=BACKGROUND,
+    )
+
+
+def poll_answers(source: Mapping[str, Any]) -> list[str] | None:
+    """The answer ids of a poll vote event (as nio hands it over, decrypted), else None."""
+    kind = source.get("type")
+    if kind not in POLL_RESPONSE_TYPES:
+        return None
+    content = source.get("content")
+    response = content.get(kind) if isinstance(content, Mapping) else None
+    answers = response.get("answers") if isinstance(response, Mapping) else None
+    if not isinstance(answers, list):
+        return []
+    return [answer for answer in answers if isinstance(answer, str)]
 
 
 async def current_prompt(tx: Transaction, involvement: Involvement) -> Prompt | None:
@@ -173,8 +197,57 @@ async def on_reaction(
     if answer is None:
         return False
     prompt = await tx.prompts.by_event(reacts_to)
-    if prompt is None or prompt.answered_at is not None:
+    if prompt is None:
         return False
+    return await _answer(
+        tx, prompt, answer, room_id=room_id, sender=sender, event_id=event_id, via="reaction",
+        settings=settings, prefix=prefix,
+    )
+
+
+async def on_poll_response(
+    tx: Transaction,
+    *,
+    room_id: str,
+    sender: str,
+    answers: list[str],
+    event_id: str,
+    settings: PromptSettings,
+    prefix: str,
+) -> bool:
+    """A vote in a prompt's poll by the practitioner it asks answers it, like a reaction; a
+    vote by anyone else, or for no answer of ours, is ignored. True if it was taken."""
+    if len(answers) != 1:
+        return False
+    parsed = parse_poll_answer_id(answers[0])
+    if parsed is None:
+        return False
+    answer, prompt_id = parsed
+    prompt = await tx.prompts.get(prompt_id)
+    if prompt is None:
+        return False
+    return await _answer(
+        tx, prompt, answer, room_id=room_id, sender=sender, event_id=event_id, via="poll",
+        settings=settings, prefix=prefix,
+    )
+
+
+async def _answer(
+    tx: Transaction,
+    prompt: Prompt,
+    answer: bool,
+    *,
+    room_id: str,
+    sender: str,
+    event_id: str,
+    via: str,
+    settings: PromptSettings,
+    prefix: str,
+) -> bool:
+    """Take `answer` to `prompt` if it is still open and `sender` is the person it asks."""
+    if prompt.answered_at is not None or prompt.event_id is None:
+        return False
+    reacts_to = prompt.event_id
     involvement = await tx.involvements.by_id(prompt.involvement_id)
     if involvement is None or involvement.user_id != sender or not involvement.is_active:
         return False
@@ -190,13 +263,13 @@ async def on_reaction(
             family,
             involvement,
             reason=None,
-            via="reaction",
+            via=via,
             cause=event_id,
             reply_to=reacts_to,
             prefix=prefix,
         )
         return True
-    confirmed = await confirm(tx, involvement, settings, via="reaction")
+    confirmed = await confirm(tx, involvement, settings, via=via)
     who = user(sender, await known_name(tx, sender))
     await _reply(
         tx, room_id, confirmed_text(who, confirmed, settings), reacts_to,

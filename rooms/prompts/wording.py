@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta, tzinfo
+from typing import Any
 
 from markup import Markup, blocks, code, long_day, paragraph, text, user
 from rooms.prompts.schedule import PromptSettings
@@ -15,6 +16,48 @@ NO = "\N{CROSS MARK}"
 LAPSE_KICK_REASON = "Did not confirm they are still involved."
 LEAVE_KICK_REASON = "Said they are no longer involved."
 """Kick reasons are unencrypted room state: fixed text, never what the practitioner wrote."""
+
+POLL_START = "org.matrix.msc3381.poll.start"
+POLL_DISCLOSED = "org.matrix.msc3381.poll.disclosed"
+POLL_TEXT = "org.matrix.msc1767.text"
+YES_ANSWER = "yes"
+NO_ANSWER = "no"
+"""Poll answer ids are `<yes|no>-<prompt id>`: a vote names the prompt it answers, so no event id
+has to be stored for the poll."""
+
+
+def poll_answer_id(answer: bool, prompt_id: int) -> str:
+    return f"{YES_ANSWER if answer else NO_ANSWER}-{prompt_id}"
+
+
+def parse_poll_answer_id(value: str) -> tuple[bool, int] | None:
+    """(the answer, the prompt id) of one of our poll answers, else None."""
+    word, _, number = value.partition("-")
+    if word not in (YES_ANSWER, NO_ANSWER) or not number.isdigit():
+        return None
+    return word == YES_ANSWER, int(number)
+
+
+def poll_content(prompt_id: int, display_name: str) -> dict[str, Any]:
+    """An MSC3381 poll that Element shows as two one-tap buttons under the prompt. It follows
+    the prompt (an `m.text` that notifies); the bot does not vote or react, so every count
+    Element shows is people. `display_name` is plain text: a poll question has no pills."""
+    question = f"{display_name}, are you still involved with this family?"
+    yes = f"{YES} Yes, I am still involved"
+    no = f"{NO} No, I am no longer involved"
+    return {
+        POLL_START: {
+            "kind": POLL_DISCLOSED,
+            "max_selections": 1,
+            "question": {POLL_TEXT: question},
+            "answers": [
+                {"id": poll_answer_id(True, prompt_id), POLL_TEXT: yes},
+                {"id": poll_answer_id(False, prompt_id), POLL_TEXT: no},
+            ],
+        },
+        POLL_TEXT: f"{question}\n1. {yes}\n2. {no}",
+        "m.mentions": {"user_ids": []},
+    }
 
 
 def local_day(at: datetime, zone: tzinfo) -> str:
@@ -36,7 +79,8 @@ def prompt_text(
             "relies on this list being right."
         ),
         paragraph(
-            f"React {YES} if you are, or {NO} if you are no longer involved. You can also send "
+            "Tap your answer in the poll below this message, or react "
+            f"{YES} if you are, {NO} if you are no longer involved. You can also send "
             + code(f"{prefix}confirm")
             + " or "
             + code(f"{prefix}leave [reason]")
@@ -60,8 +104,8 @@ def reminder_text(
     return paragraph(
         "A reminder, "
         + who
-        + f": are you still involved with this family? React {YES} or {NO} to my question, or "
-        "send "
+        + ": are you still involved with this family? Tap your answer in my poll, react "
+        f"{YES} or {NO} to my question, or send "
         + code(f"{prefix}confirm")
         + " or "
         + code(f"{prefix}leave [reason]")

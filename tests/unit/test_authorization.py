@@ -122,7 +122,6 @@ def no(says: str, *, audited: bool = False) -> Outcome:
 HELP = yes("What you can do in this family room:")
 HELP_DM = yes("What you can do in this direct chat:")
 TEAM = yes("The team for LDC-2026-0042")
-CARD = yes("phone `01632 960999`")
 NO_HIT = yes("Nobody on this team matches `@worker:council.example`")
 SEE_NO = no("Only members of this family's team can see who is on it", audited=True)
 IN_ROOM = no("only works in a family room.")
@@ -138,7 +137,7 @@ USE_DM = no("in a direct chat with me instead")
 PHONE = yes("Saved your phone number.")
 EMAIL = yes("Saved your email address.")
 ORG = yes("Saved your organisation.")
-SHARE = yes("Your teams can now see your phone number and email address")
+SHARE = yes("Send `!contact share off` to stop at any time.")
 AWAY = yes("Noted: you are away until Mon 10 Aug 2026.")
 CASES = yes("You are on one family's team:")
 NO_CASE = yes("You are not on any family's team at the moment.")
@@ -151,6 +150,16 @@ CONFIRM = yes("you are confirmed as still involved with this family")
 CONF_NO = no("You are not on this family's team, so there is nothing to confirm.")
 BYE = yes("is no longer involved with this family and has left this room.")
 LEAV_NO = no("You are not on this family's team.")
+PRIVATE = yes("I have sent the confidential involvements you may see to our direct chat.")
+HIDDEN = yes("Your involvement is now hidden from ordinary look-ups")
+NOT_ON = no("You are not on this family's team.")
+ALERT = yes("says: please check the safety plan")
+ALERT_NO = no("Only members of this family's team can alert it.")
+AUDIT = yes("entries in the audit trail of LDC-2026-0042, newest first:")
+EXPORT = yes("I am preparing the record of LDC-2026-0042")
+MYDATA = yes("I am preparing what Patchwork holds about you")
+CLOSED = yes("The record for LDC-2026-0042 is closed: its lead closed it.")
+NO_CONS = no("This family's lawful basis is public_task, not consent")
 
 # Router refusals: the dispatcher never sees these messages.
 OTHER_SERVER = no("Sorry, I cannot help you: only people with an account on localhost")
@@ -167,7 +176,7 @@ BODIES: dict[str, str] = {
     "role": "!role Family support",
     "lead": f"!lead {TEACHER}",
     "contact": "!contact",
-    "contact set phone": "!contact set phone 01632 960555",
+    "contact set phone": "!contact set phone 020 7946 0555",
     "contact set email": "!contact set email nina@nhs.example",
     "contact set org": "!contact set org Oak Primary",
     "contact share": "!contact share on",
@@ -180,6 +189,13 @@ BODIES: dict[str, str] = {
     "family unsafe": "!family unsafe a parent would be at risk",
     "confirm": "!confirm",
     "leave": "!leave moving on",
+    "sensitive": "!sensitive on",
+    "attention": "!attention please check the safety plan",
+    "audit": "!audit",
+    "export": "!export",
+    "mydata": "!mydata",
+    "family close": "!family close case stepped down",
+    "family consent": "!family consent withdrawn",
 }
 
 COLUMNS = tuple(CALLERS)
@@ -189,7 +205,7 @@ TABLE: dict[str, tuple[Outcome, ...]] = {
     #                     -------- in the family room ----------------------- direct chat ------
     "help":              (HELP,    HELP,    HELP,    HELP,    HELP,    HELP,    HELP_DM, HELP_DM),
     "whois":             (TEAM,    TEAM,    TEAM,    TEAM,    SEE_NO,  SEE_NO,  IN_ROOM, IN_ROOM),
-    "whois sensitive":   (CARD,    CARD,    NO_HIT,  CARD,    SEE_NO,  SEE_NO,  IN_ROOM, IN_ROOM),
+    "whois sensitive":   (PRIVATE, PRIVATE, NO_HIT,  PRIVATE, SEE_NO,  SEE_NO,  IN_ROOM, IN_ROOM),
     "invite":            (INVITED, INVITED, INVITED, INVITED, INV_NO,  INV_NO,  IN_ROOM, IN_ROOM),
     "role":              (ROLE_NO, ROLE,    ROLE,    ROLE,    ROLE_NO, ROLE_NO, IN_ROOM, IN_ROOM),
     "lead":              (NEW_LD,  NEW_LD,  LEADS,   LEADS,   LEADS,   LEADS,   IN_ROOM, IN_ROOM),
@@ -207,6 +223,13 @@ TABLE: dict[str, tuple[Outcome, ...]] = {
     "family unsafe":     (UNSAFE,  UNSAFE,  LEADS,   LEADS,   LEADS,   LEADS,   IN_ROOM, IN_ROOM),
     "confirm":           (CONF_NO, CONFIRM, CONFIRM, CONFIRM, CONF_NO, CONF_NO, IN_ROOM, IN_ROOM),
     "leave":             (LEAV_NO, BYE,     BYE,     BYE,     LEAV_NO, LEAV_NO, IN_ROOM, IN_ROOM),
+    "sensitive":         (NOT_ON,  HIDDEN,  HIDDEN,  HIDDEN,  NOT_ON,  NOT_ON,  IN_ROOM, IN_ROOM),
+    "attention":         (ALERT_NO, ALERT,  ALERT,   ALERT,   ALERT_NO, ALERT_NO, IN_ROOM, IN_ROOM),
+    "audit":             (AUDIT,   AUDIT,   LEADS,   LEADS,   LEADS,   LEADS,   IN_ROOM, IN_ROOM),
+    "export":            (EXPORT,  EXPORT,  LEADS,   LEADS,   LEADS,   LEADS,   IN_ROOM, IN_ROOM),
+    "mydata":            (IN_DM,   IN_DM,   IN_DM,   IN_DM,   IN_DM,   IN_DM,   MYDATA,  MYDATA),
+    "family close":      (CLOSED,  CLOSED,  LEADS,   LEADS,   LEADS,   LEADS,   IN_ROOM, IN_ROOM),
+    "family consent":    (NO_CONS, NO_CONS, LEADS,   LEADS,   LEADS,   LEADS,   IN_ROOM, IN_ROOM),
 }
 # fmt: on
 

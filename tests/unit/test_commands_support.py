@@ -66,6 +66,7 @@ class FakeTransaction:
 class FakeMatrix:
     display_names: dict[str, str] = field(default_factory=dict)
     members: dict[str, dict[str, str]] = field(default_factory=dict)
+    direct_rooms: dict[str, str] = field(default_factory=dict)
 
     async def get_display_name(self, user_id: str) -> str | None:
         return self.display_names.get(user_id)
@@ -75,6 +76,9 @@ class FakeMatrix:
 
     async def room_members(self, room_id: str) -> dict[str, str]:
         return dict(self.members.get(room_id, {}))
+
+    async def direct_room(self, user_id: str) -> str | None:
+        return self.direct_rooms.get(user_id)
 
 
 def make_context(

@@ -50,6 +50,7 @@ class FakeClient:
     Synapse does; each kind of action can be made to fail."""
 
     user_id = "@patchwork:council.example"
+    olm = None  # no encryption here
     access_token = "token"
 
     def __init__(self) -> None:
@@ -59,6 +60,7 @@ class FakeClient:
         self.sent: list[tuple[str, dict[str, Any]]] = []
         self.invites: list[str] = []
         self.kicks: list[str] = []
+        self.gone: set[str] = set()
         self.invite_error: str | None = None
         self.send_raises: set[str] = set()
 
@@ -79,6 +81,9 @@ class FakeClient:
     async def room_get_state_event(
         self, room_id: str, event_type: str, state_key: str
     ) -> RoomGetStateEventResponse:
+        if event_type == "m.room.member":
+            membership = "leave" if state_key in self.gone else "join"
+            return RoomGetStateEventResponse({"membership": membership}, event_type, "", room_id)
         return RoomGetStateEventResponse(self.markers.get(room_id, {}), event_type, "", room_id)
 
     async def room_send(

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
-from nio import RoomKickResponse, RoomSendResponse
+from nio import RoomGetStateEventResponse, RoomKickResponse, RoomSendResponse
 
 from bot.outbox import OutboxSender
 from commands.framework.context import RoomKind
@@ -23,9 +23,12 @@ from rooms.prompts import (
     PromptSettings,
     SweepReport,
     on_message_sent,
+    on_poll_response,
     on_reaction,
+    poll_answers,
     sweep,
 )
+from rooms.prompts.wording import POLL_START, POLL_TEXT
 from storage import Database, Family, Involvement, OutboxItem, Prompt
 from tests.unit.test_team_commands_support import (
     ADMIN,
@@ -64,6 +67,7 @@ class FakeClient:
     transaction ids, so a replayed send gets the same id back, as Synapse answers."""
 
     user_id = BOT
+    olm = None  # no encryption here
 
     def __init__(self) -> None:
         self.rooms: dict[str, Any] = {}
@@ -84,6 +88,12 @@ class FakeClient:
     async def room_kick(self, room_id: str, user_id: str, reason: str | None) -> RoomKickResponse:
         self.kicks.append((room_id, user_id, reason))
         return RoomKickResponse()
+
+    async def room_get_state_event(
+        self, room_id: str, event_type: str, state_key: str
+    ) -> RoomGetStateEventResponse:
+        """Asked before a kick: everyone is still in the room."""
+        return RoomGetStateEventResponse({"membership": "join"}, event_type, state_key, room_id)
 
 
 async def do_sweep(
@@ -169,7 +179,8 @@ async def test_a_due_prompt_is_sent_once_and_mentions_the_practitioner(
     assert "Tara Teacher, are you still involved with this family?" in content["body"]
     assert "!confirm" in content["body"]
     assert "!leave [reason]" in content["body"]
-    assert f"React {YES}" in content["body"]
+    assert "Tap your answer in the poll below this message" in content["body"]
+    assert f"react {YES}" in content["body"]
     assert NO in content["body"]
     assert "You joined this team on Mon 2 Mar 2026" in content["body"]
     assert all(item.room_id == ROOM for item in new)
@@ -182,27 +193,29 @@ async def test_a_due_prompt_is_sent_once_and_mentions_the_practitioner(
     assert {entry.actor for entry in entries} == {BOT}
 
 
-async def test_sent_prompt_records_its_event_and_gets_both_reactions_once(
+async def test_sent_prompt_records_its_event_and_gets_one_poll_and_no_reaction(
     db: Database, clock: ManualClock
 ) -> None:
+    """The bot never reacts to its own prompt (Element would count its ✅ as an answer): each
+    prompt is followed by one poll whose answers name the prompt."""
     await active_family(db, joined=(TEACHER,))
     clock.current = DUE
     await do_sweep(db)
     client = await deliver(db)
     rows = await prompts(db)
     assert all(row.event_id is not None and row.sent_at == DUE for row in rows)
-    reactions = [sent for sent in client.sent if sent[1] == "m.reaction"]
-    assert len(reactions) == 4
-    for row in rows:
-        keys = sorted(
-            content["m.relates_to"]["key"]
-            for _, _, content, _ in reactions
-            if content["m.relates_to"]["event_id"] == row.event_id
-        )
-        assert keys == sorted([YES, NO])
-        assert all(
-            content["m.relates_to"]["rel_type"] == "m.annotation" for _, _, content, _ in reactions
-        )
+    assert [sent for sent in client.sent if sent[1] == "m.reaction"] == []
+    polls = [content for _, kind, content, _ in client.sent if kind == POLL_START]
+    assert len(polls) == 2
+    answer_ids = sorted(
+        tuple(answer["id"] for answer in poll[POLL_START]["answers"]) for poll in polls
+    )
+    assert answer_ids == sorted((f"yes-{row.id}", f"no-{row.id}") for row in rows)
+    teacher_poll = next(poll for poll in polls if "Tara Teacher" in poll[POLL_TEXT])
+    question = teacher_poll[POLL_START]["question"][POLL_TEXT]
+    assert question == "Tara Teacher, are you still involved with this family?"
+    assert teacher_poll[POLL_START]["max_selections"] == 1
+    assert teacher_poll["m.mentions"] == {"user_ids": []}, "the prompt itself notifies"
 
     # A crash after the send but before it was marked sent replays the hook: nothing new.
     before = await outbox(db)
@@ -483,6 +496,46 @@ async def test_a_tick_confirms_and_sets_the_next_prompt(db: Database, clock: Man
     before = len(await outbox(db))
     assert not await react(db, prompt, TEACHER, YES, "$tick")
     assert len(await outbox(db)) == before
+
+
+async def vote(db: Database, sender: str, answer_id: str, event_id: str) -> bool:
+    source = {
+        "type": "org.matrix.msc3381.poll.response",
+        "content": {
+            "org.matrix.msc3381.poll.response": {"answers": [answer_id]},
+            "m.relates_to": {"rel_type": "m.reference", "event_id": "$poll"},
+        },
+    }
+    answers = poll_answers(source)
+    assert answers is not None
+    async with db.transaction() as tx:
+        return await on_poll_response(
+            tx,
+            room_id=ROOM,
+            sender=sender,
+            answers=answers,
+            event_id=event_id,
+            settings=SETTINGS,
+            prefix=POLICY.command_prefix,
+        )
+
+
+async def test_a_vote_in_the_poll_answers_only_for_the_person_asked(
+    db: Database, clock: ManualClock
+) -> None:
+    family, _ = await prompted_team(db, clock)
+    prompt = await prompt_of(db, family, TEACHER)
+    assert poll_answers({"type": "m.room.message", "content": {}}) is None
+    assert not await vote(db, LEAD, f"yes-{prompt.id}", "$lead-vote"), "not the lead's prompt"
+    assert not await vote(db, TEACHER, "maybe", "$odd"), "not one of our answers"
+    assert await vote(db, TEACHER, f"yes-{prompt.id}", "$vote")
+    assert not await vote(db, TEACHER, f"no-{prompt.id}", "$changed"), "the first answer wins"
+    assert (await prompt_of(db, family, TEACHER)).answer == "yes"
+    reply = messages(await outbox(db))[-1].payload["content"]
+    assert reply["m.relates_to"] == {"m.in_reply_to": {"event_id": prompt.event_id}}
+    assert "you are confirmed as still involved" in reply["body"]
+    [entry] = await audits(db, "confirm")
+    assert entry.detail["via"] == "poll"
 
 
 async def test_a_cross_ends_the_involvement_and_removes_them(

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from storage import Database
+from rooms.direct_chat import DIRECT_FOR_KEY, MESSAGES_KEY
 from tests.unit.test_team_commands_support import (
     ADMIN,
     BOT,
@@ -13,11 +14,14 @@ from tests.unit.test_team_commands_support import (
     NURSE,
     OUTSIDER,
     POLICY,
+    REF,
+    ROOM,
     START,
     TEACHER,
     ManualClock,
     active_family,
     audits,
+    direct_chat_of,
     member,
     notices,
     outbox,
@@ -47,10 +51,20 @@ async def test_invite_join_leave_is_mirrored_with_one_audit_row_each(
     assert joined is not None
     assert joined.membership == "join"
     assert joined.next_prompt_at == START + timedelta(hours=1) + POLICY.prompt_interval
-    [welcome] = [item for item in (await outbox(db))[before:] if item.kind == "message"]
+    line, welcome = [item for item in (await outbox(db))[before:] if item.kind == "message"]
+    # The team gets one quiet line naming who joined and their role...
+    assert line.room_id == ROOM
+    assert line.payload["content"]["msgtype"] == "m.notice"
+    assert line.payload["content"]["body"] == (
+        "Tara Teacher joined the team; their role is not given yet."
+    )
+    assert line.payload["content"]["m.mentions"] == {"user_ids": []}
+    # ...and the instructions go to the newcomer alone, in their direct chat, notifying them.
+    assert welcome.room_id == direct_chat_of(TEACHER)
     content = welcome.payload["content"]
-    assert content["msgtype"] == "m.notice"
-    assert content["body"].startswith("Tara Teacher joined the team. Welcome!")
+    assert content["msgtype"] == "m.text"
+    assert content["body"].startswith(f"Welcome to Team {REF} (https://matrix.to/#/{ROOM}")
+    assert f'<a href="https://matrix.to/#/{ROOM}?via=' in content["formatted_body"]
     assert "!role <your role>" in content["body"]
     assert "!contact share on" in content["body"]
     assert content["m.mentions"] == {"user_ids": [TEACHER]}
@@ -139,10 +153,10 @@ async def test_users_outside_the_allowed_servers_are_revoked(db: Database) -> No
     before = len(await outbox(db))
     invite_id = await member(db, OUTSIDER, "invite", sender=LEAD)
     items = (await outbox(db))[before:]
-    assert [item.kind for item in items] == ["kick", "message"]
+    assert [item.kind for item in items] == ["kick"], "announced only once the kick succeeds"
     assert items[0].payload["user_id"] == OUTSIDER
     assert "council.example" in items[0].payload["reason"]
-    body = items[1].payload["content"]["body"]
+    body = items[0].payload["announce"]["body"]
     assert body.startswith(f"I withdrew the invitation to {OUTSIDER}")
     assert "elsewhere.example" in body
     async with db.read() as tx:
@@ -159,8 +173,9 @@ async def test_users_outside_the_allowed_servers_are_revoked(db: Database) -> No
 
     # A join that beats the kick is removed too.
     await member(db, OUTSIDER, "join")
-    assert [item.kind for item in (await outbox(db))[-2:]] == ["kick", "message"]
-    assert notices(await outbox(db))[-1].startswith(f"I removed {OUTSIDER} from this room")
+    last = (await outbox(db))[-1]
+    assert last.kind == "kick"
+    assert last.payload["announce"]["body"].startswith(f"I removed {OUTSIDER} from this room")
 
 
 async def test_a_pending_family_admits_only_its_lead_and_admins(db: Database) -> None:
@@ -175,10 +190,10 @@ async def test_a_pending_family_admits_only_its_lead_and_admins(db: Database) ->
     await member(db, ADMIN, "join")
     before = len(await outbox(db))
     await member(db, TEACHER, "invite", sender=LEAD)
-    kick, notice = (await outbox(db))[before:]
+    [kick] = (await outbox(db))[before:]
     assert kick.kind == "kick"
     assert kick.payload["user_id"] == TEACHER
-    body = notice.payload["content"]["body"]
+    body = kick.payload["announce"]["body"]
     assert "still being set up" in body
     assert "!family basis" in body
     assert "!family informed" in body
@@ -195,6 +210,27 @@ async def test_other_rooms_and_the_bot_are_ignored(db: Database) -> None:
     await member(db, BOT, "join", sender=BOT)
     await member(db, TEACHER, "knock")
     assert await snapshot(db) == before
+
+
+async def test_a_welcome_opens_a_direct_chat_when_there_is_none(db: Database) -> None:
+    await active_family(db)
+    await member(db, TEACHER, "invite", sender=LEAD)
+    before = len(await outbox(db))
+    event_id = await member(db, TEACHER, "join", direct_rooms=lambda user_id: None)
+    line, opening = (await outbox(db))[before:]
+    assert (line.kind, line.room_id) == ("message", ROOM)
+    assert "Tara Teacher joined the team" in line.payload["content"]["body"]
+    assert opening.kind == "create_room"
+    request = opening.payload["request"]
+    assert request["is_direct"] is True
+    assert request["invite"] == [TEACHER]
+    assert request["initial_state"][0]["type"] == "m.room.encryption"
+    assert opening.payload[DIRECT_FOR_KEY] == TEACHER
+    [content] = opening.payload[MESSAGES_KEY]
+    assert "!role <your role>" in content["body"]
+    # Replaying the join opens nothing more.
+    await member(db, TEACHER, "join", event_id=event_id, direct_rooms=lambda user_id: None)
+    assert len(await outbox(db)) == before + 2
 
 
 async def test_welcome_skips_what_is_already_known(db: Database) -> None:

@@ -56,6 +56,9 @@ class RecordingGateway:
     async def room_members(self, room_id: str) -> dict[str, str]:
         return {}
 
+    async def direct_room(self, user_id: str) -> str | None:
+        return None
+
 
 def _loop(tmp_path: Any, db: Database, client: FakeClient, gateway: Any) -> SyncLoop:
     from bot.outbox import OutboxSender

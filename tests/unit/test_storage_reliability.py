@@ -15,6 +15,7 @@ import pytest
 import storage.audit
 from bot.clock import ManualClock
 from storage import GENESIS_HASH, Database, NotFoundError
+from storage.audit import content_hash, link_hash
 
 START = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 ROOM_A = "!alpha:example.org"
@@ -299,7 +300,9 @@ def expected_hash(
         separators=(",", ":"),
         ensure_ascii=False,
     )
-    return hashlib.sha256((prev + content).encode()).hexdigest()
+    digest = hashlib.sha256(content.encode()).hexdigest()
+    # No audit key in these tests: the link is plain SHA-256 (test_audit_chain covers the HMAC).
+    return hashlib.sha256((prev + digest).encode()).hexdigest()
 
 
 async def make_family(db: Database, reference: str = "LDC-2026-0042") -> int:
@@ -356,7 +359,7 @@ async def _chain_of(db: Database, length: int) -> None:
 
 async def _drop_guards(db: Database) -> None:
     async with db.transaction() as tx:
-        await tx.execute("DROP TRIGGER audit_no_update")
+        await tx.execute("DROP TRIGGER audit_redact_only")
         await tx.execute("DROP TRIGGER audit_no_delete")
 
 
@@ -374,10 +377,12 @@ async def test_rehashed_audit_row_is_detected_by_its_successor(db: Database) -> 
     async with db.transaction() as tx:
         row = await tx.fetchone("SELECT * FROM audit WHERE id = 2")
         assert row is not None
-        forged = expected_hash(
-            row["prev_hash"], row["at"], "@mallory:x", None, "whois", {"index": 1}
+        digest = content_hash(row["at"], "@mallory:x", None, "whois", {"index": 1})
+        forged = link_hash(None, row["prev_hash"], digest)
+        await tx.execute(
+            "UPDATE audit SET actor = '@mallory:x', hash = ?, content_hash = ? WHERE id = 2",
+            (forged, digest),
         )
-        await tx.execute("UPDATE audit SET actor = '@mallory:x', hash = ? WHERE id = 2", (forged,))
         assert await tx.audit.verify() == 3
 
 

@@ -4,9 +4,15 @@ command changes nothing stored."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable, Iterator
+
 import pytest
 
+from commands import build_registry
 from commands.framework.context import RoomKind
+from commands.framework.registry import Command, Group
+from commands.shared import lead_or_admin as sender_is_lead_or_admin
 from rooms.policy import TeamPolicy
 from storage import Database
 from tests.unit.test_team_commands_support import (
@@ -27,6 +33,7 @@ from tests.unit.test_team_commands_support import (
     notices,
     outbox,
     pending_family,
+    run,
     say,
     snapshot,
 )
@@ -202,15 +209,43 @@ async def test_cases_lists_your_active_families(db: Database) -> None:
         await tx.involvements.upsert_membership(other.id, TEACHER, "join")
         await tx.involvements.upsert_membership(other.id, TEACHER, "leave")
     reply = await say(db, "!cases", sender=TEACHER, room_id=DM, room_kind=RoomKind.DIRECT)
+    link = f"https://matrix.to/#/{ROOM}?via=council.example"
     assert reply.body == (
-        "You are on one family's team:\n• LDC-2026-0042 — Class teacher, not confirmed yet"
+        "You are on one family's team:\n"
+        f"• LDC-2026-0042 ({link}) — Class teacher, not confirmed yet"
     )
+    # One tap opens the family's room: Element shows a matrix.to room link as a pill.
+    assert f'<strong><a href="{link}">LDC-2026-0042</a></strong>' in reply.formatted_body
     lead = await say(db, "!cases", sender=LEAD, room_id=DM, room_kind=RoomKind.DIRECT)
-    assert "LDC-2026-0042 — role not given yet, lead" in lead.body
+    assert f"LDC-2026-0042 ({link}) — role not given yet, lead" in lead.body
     nobody = await say(db, "!cases", sender=NURSE, room_id=DM, room_kind=RoomKind.DIRECT)
     assert nobody.body.startswith("You are not on any family's team at the moment.")
     in_room = await say(db, "!cases", sender=TEACHER)
     assert in_room.body == "`!cases` only works in a direct chat with me."
+
+
+async def test_cases_for_hundreds_of_families_is_split_below_the_event_size_limit(
+    db: Database,
+) -> None:
+    """An administrator leading 600 families: several messages, each small enough for
+    Synapse's 64 KiB limit once encrypted (about 4/3 of the plaintext), none lost."""
+    async with db.transaction() as tx:
+        for number in range(600):
+            family = await tx.families.create(
+                f"LDC-2026-{number:04d}", f"!room{number:04d}abcdefghijklmnop:council.example", LEAD
+            )
+            await tx.involvements.upsert_membership(family.id, LEAD, "join")
+            await tx.involvements.set_role(family.id, LEAD, "Family support worker (lead)")
+    replies = await run(db, "!cases", sender=LEAD, room_id=DM, room_kind=RoomKind.DIRECT)
+    assert len(replies) > 1
+    for reply in replies:
+        size = len(json.dumps(reply.to_content()).encode("utf-8"))
+        assert size * 4 / 3 + 2_000 < 65_536, size
+    assert replies[0].body.startswith("You are on the teams of 600 families:")
+    assert replies[1].body.startswith(f"Your families, continued (2 of {len(replies)}):")
+    listed = [line for reply in replies for line in reply.body.splitlines() if line[:1] == "•"]
+    assert len(listed) == 600
+    assert all("https://matrix.to/#/!room" in line for line in listed)
 
 
 # --- !family ----------------------------------------------------------------------------------
@@ -325,3 +360,49 @@ async def test_governance_commands_are_for_the_lead_and_admins(db: Database) -> 
     assert "`because` is not one of the choices here" in bad.body
     assert await snapshot(db) == before
     await say(db, "!family basis consent", sender=ADMIN)
+
+
+# --- !help, tailored ---------------------------------------------------------------------------
+
+
+def _listed_before(body: str, heading: str) -> str:
+    """The part of a help answer above `heading` (all of it if the heading is absent)."""
+    return body.split(heading, 1)[0]
+
+
+async def test_help_lists_lead_only_commands_for_the_lead_and_says_who_can_for_others(
+    db: Database,
+) -> None:
+    await active_family(db, joined=(TEACHER,))
+    heading = "Only this family's lead or a Patchwork administrator can use these:"
+    member_help = (await say(db, "!help", sender=TEACHER)).body
+    own, _, theirs = member_help.partition(heading)
+    assert theirs, "a member learns that lead-only commands exist, and who can use them"
+    # Read from the registry, so commands added later are covered too.
+    lead_only = [
+        item.qualified_name
+        for item in _all_commands(build_registry().all())
+        if item.permission is sender_is_lead_or_admin and item.usable_in(RoomKind.FAMILY)
+        and not isinstance(item, Group)
+    ]
+    assert {"lead", "family basis"} <= set(lead_only)
+    for name in lead_only:
+        assert f"`!{name}` —" not in own, name
+        assert f"`!{name}` —" in theirs, name
+    assert "`!whois` —" in own and "`!confirm` —" in own
+
+    lead_help = (await say(db, "!help", sender=LEAD)).body
+    assert heading not in lead_help
+    for name in lead_only:
+        assert f"`!{name}` —" in lead_help, name
+
+    detail = (await say(db, "!help lead", sender=TEACHER)).body
+    assert "Only this family's lead or a Patchwork administrator can do that." in detail
+    assert "Only this family's lead" not in (await say(db, "!help lead", sender=LEAD)).body
+
+
+def _all_commands(items: Iterable[Command]) -> Iterator[Command]:
+    for item in items:
+        yield item
+        if isinstance(item, Group):
+            yield from _all_commands(item.subcommands)

@@ -30,8 +30,9 @@ async def direct(db: Database, body: str) -> str:
 @pytest.mark.parametrize(
     ("field", "value", "column", "stored"),
     [
-        ("phone", "+44 (0)1632 960-123", "phone", "+44 (0)1632 960-123"),
-        ("phone", "01632   960123", "phone", "01632 960123"),
+        ("phone", "+44 (0)20 7946-0123", "phone", "+442079460123"),
+        ("phone", "020   7946 0123", "phone", "+442079460123"),
+        ("phone", "+33 1 23 45 67 89", "phone", "+33123456789"),
         ("email", "tara.p+work@school.example", "email", "tara.p+work@school.example"),
         ("name", "Tara  Patel", "display_name", "Tara Patel"),
         ("org", "Oak Primary School", "organisation", "Oak Primary School"),
@@ -56,10 +57,11 @@ async def test_contact_set_stores_a_valid_value(
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        ("!contact set phone 12345", "has 5 digits; a phone number has 7 to 15"),
-        ("!contact set phone 0800 123 456 789 012 34", "has 18 digits"),
-        ("!contact set phone call me on 01632960123", "is not a phone number I can use"),
-        ("!contact set phone 01632+960123", "is not a phone number I can use"),
+        ("!contact set phone 12345", "`12345` is not a phone number I can use. Check the"),
+        ("!contact set phone 0800 123 456 789 012 34", "is not a phone number I can use"),
+        ("!contact set phone call me on 02079460123", "is not a phone number I can use"),
+        ("!contact set phone 020+79460123", "is not a phone number I can use"),
+        ("!contact set phone 07700 900123", "give a number from outside the UK with its"),
         ("!contact set email tara@", "is not an email address I can use"),
         ("!contact set email tara@school", "is not an email address I can use"),
         ("!contact set email tara..p@school.example", "is not an email address I can use"),
@@ -86,8 +88,11 @@ async def test_sharing_consent_is_recorded_with_its_time(
     assert off.startswith("Your phone number and email address are now hidden")
     clock.advance(days=2)
     on = await direct(db, "!contact share ON")
-    assert "Your teams can now see your phone number and email address" in on
-    assert "You have not given them yet" in on
+    # Nothing given yet: nothing is shared, and the reply says so.
+    assert "phone number and email address in" not in on
+    assert "you have not given a phone number or an email address" in on
+    assert "your teams still see only your name, organisation and job title" in on
+    assert "Add them with `!contact set phone <number>` and `!contact set email <address>`" in on
     async with db.read() as tx:
         practitioner = await tx.practitioners.get(TEACHER)
     assert practitioner is not None
@@ -102,11 +107,25 @@ async def test_sharing_consent_is_recorded_with_its_time(
     assert "`maybe` is not one of the choices here: `on`, `off`." in bad
 
 
+async def test_sharing_says_exactly_which_details_are_shared(db: Database) -> None:
+    await direct(db, "!contact set phone 020 7946 0123")
+    only_phone = await direct(db, "!contact share on")
+    assert "Your teams can now see your phone number in `!whois`." in only_phone
+    assert "email address in" not in only_phone
+    assert "To share your email address too, add it with `!contact set email <address>`" in (
+        only_phone
+    )
+    await direct(db, "!contact set email tara@school.example")
+    both = await direct(db, "!contact share on")
+    assert "Your teams can now see your phone number and email address in `!whois`." in both
+    assert "To share" not in both
+
+
 async def test_saving_a_phone_number_says_who_can_see_it(db: Database) -> None:
-    hidden = await direct(db, "!contact set phone 01632 960123")
+    hidden = await direct(db, "!contact set phone 020 7946 0123")
     assert "Your teams cannot see it until you share" in hidden
     await direct(db, "!contact share on")
-    seen = await direct(db, "!contact set phone 01632 960124")
+    seen = await direct(db, "!contact set phone 020 7946 0124")
     assert "Your teams can see it" in seen
     public = await direct(db, "!contact set org Oak Primary")
     assert "Your teams see it in `!whois`" in public
@@ -114,18 +133,23 @@ async def test_saving_a_phone_number_says_who_can_see_it(db: Database) -> None:
 
 async def test_contact_details_are_not_shown_to_a_room_without_consent(db: Database) -> None:
     await active_family(db, joined=(TEACHER,))
-    await direct(db, "!contact set phone 01632 960123")
+    await direct(db, "!contact set phone 020 7946 0123")
     await direct(db, "!contact set email tara@school.example")
     await direct(db, "!contact share off")
     in_room = (await say(db, "!contact", sender=TEACHER)).body
-    assert "01632 960123" not in in_room
+    assert "020 7946 0123" not in in_room
     assert "tara@school.example" not in in_room
     assert "given (hidden here, as you do not share it)" in in_room
     privately = await direct(db, "!contact")
-    assert "Phone number: `01632 960123`" in privately
+    assert "Phone number: 020 7946 0123" in privately
+    assert (
+        '<a href="tel:+442079460123">020 7946 0123</a>'
+        in (await say(db, "!contact", sender=TEACHER, room_id=DM, room_kind=RoomKind.DIRECT))
+        .formatted_body
+    )
     assert "Email address: `tara@school.example`" in privately
     await direct(db, "!contact share on")
-    assert "01632 960123" in (await say(db, "!contact", sender=TEACHER)).body
+    assert "020 7946 0123" in (await say(db, "!contact", sender=TEACHER)).body
 
 
 @pytest.mark.parametrize(

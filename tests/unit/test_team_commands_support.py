@@ -5,7 +5,7 @@ build families through the same functions the bot calls. No tests live here."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
@@ -79,6 +79,9 @@ class FakeMatrix(commands_support.FakeMatrix):
 
     display_names: dict[str, str] = field(default_factory=lambda: dict(NAMES))
 
+    async def direct_room(self, user_id: str) -> str | None:
+        return direct_chat_of(user_id)
+
 
 @pytest.fixture
 def clock() -> ManualClock:
@@ -128,6 +131,11 @@ async def say(db: Database, body: str, **kwargs: Any) -> Reply:
     return replies[0]
 
 
+def direct_chat_of(user_id: str) -> str | None:
+    """Everyone has a direct chat with the bot in these tests, unless a test says otherwise."""
+    return "!dm-" + user_id.removeprefix("@")
+
+
 async def member(
     db: Database,
     user_id: str,
@@ -139,6 +147,7 @@ async def member(
     prev: str | None = None,
     room_id: str = ROOM,
     policy: TeamPolicy = POLICY,
+    direct_rooms: Callable[[str], str | None] | None = direct_chat_of,
 ) -> str:
     """Feed one m.room.member event to the roster mirror; returns its event id."""
     event_id = event_id or new_event_id()
@@ -154,6 +163,7 @@ async def member(
             reason=None,
             event_id=event_id,
             policy=policy,
+            direct_rooms=direct_rooms,
         )
     return event_id
 

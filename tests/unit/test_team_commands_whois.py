@@ -16,7 +16,9 @@ from tests.unit.test_team_commands_support import (
     ManualClock,
     active_family,
     audits,
+    direct_chat_of,
     member,
+    outbox,
     say,
 )
 
@@ -59,7 +61,12 @@ async def team(db: Database, clock: ManualClock) -> Family:
 
 
 def lines_about(body: str, name: str) -> list[str]:
-    return [line for line in body.splitlines() if name in line]
+    """The lines naming someone, leaving out the note on who to ask about a confidential one."""
+    return [
+        line
+        for line in body.splitlines()
+        if name in line and not line.startswith("A confidential service")
+    ]
 
 
 async def test_the_team_shows_contact_details_only_for_those_who_share(
@@ -99,12 +106,35 @@ async def test_sensitive_members_are_seen_by_the_lead_admins_and_themselves(
         if viewer == ADMIN:
             await member(db, ADMIN, "invite", sender=LEAD)
             await member(db, ADMIN, "join")
-        body = (await say(db, "!whois", sender=viewer)).body
+        before = len(await outbox(db))
+        reply = await say(db, "!whois", sender=viewer)
+        # The answer is read by everyone in the room: the sensitive member is not in it ...
+        assert "Wes Worker" not in reply.body
+        assert WORKER_PHONE not in reply.body
+        assert "A confidential service is also involved" in reply.body
+        assert "sent the confidential involvements you may see to our direct chat" in reply.body
+        # ... but goes, with their details, to the viewer's own direct chat.
+        [private] = [
+            item for item in (await outbox(db))[before:] if item.room_id == direct_chat_of(viewer)
+        ]
+        body = private.payload["content"]["body"]
         [worker_line] = lines_about(body, "Wes Worker")
         assert "DV support" in worker_line
         assert WORKER_PHONE in worker_line
         if viewer != WORKER:
             assert "sensitive: hidden from ordinary look-ups" in worker_line
+
+
+async def test_an_ordinary_member_learns_only_that_a_confidential_service_is_involved(
+    db: Database, clock: ManualClock
+) -> None:
+    await team(db, clock)
+    before = len(await outbox(db))
+    reply = await say(db, "!whois", sender=NURSE)
+    assert "A confidential service is also involved with this family; the lead, Lee Lead, " \
+        "can put you in touch." in reply.body
+    assert "direct chat" not in reply.body
+    assert [item for item in (await outbox(db))[before:] if item.room_id.startswith("!dm-")] == []
 
 
 async def test_one_card_by_name_role_or_user_id(db: Database, clock: ManualClock) -> None:
@@ -114,9 +144,12 @@ async def test_one_card_by_name_role_or_user_id(db: Database, clock: ManualClock
     assert "Health visitor" in by_role
     assert "contact details not shared" in by_role
     assert NURSE_PHONE not in by_role
-    by_id = (await say(db, f"!whois {TEACHER}", sender=NURSE)).body
+    card = await say(db, f"!whois {TEACHER}", sender=NURSE)
+    by_id = card.body
     assert by_id.splitlines()[0] == "Tara Teacher"
-    assert f"phone `{TEACHER_PHONE}`" in by_id
+    # A phone number is a tel: link, written for reading (not inline code).
+    assert f"phone {TEACHER_PHONE}" in by_id
+    assert f'phone <a href="tel:+441632960123">{TEACHER_PHONE}</a>' in card.formatted_body
     by_localpart = (await say(db, "!whois @tea", sender=NURSE)).body
     assert by_localpart == by_id
     hidden = (await say(db, "!whois DV", sender=NURSE)).body

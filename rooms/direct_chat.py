@@ -1,0 +1,80 @@
+"""Messages meant for one person, sent in their direct chat with the bot, opened if needed.
+
+A welcome tells a new member what to do (their role, their contact details); the rest of the
+team need not read it. `tell_privately` posts it in the person's encrypted direct chat with
+the bot, or, when there is none, queues the creation of one (Element shows it as a direct
+chat: `is_direct`, the trusted private chat preset, encryption from the start) with the
+messages in the item, which `on_direct_chat_created` queues once the room exists. History in
+such a room is shared from before joining, so the invited person reads what was sent while
+the invitation waited.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from markup import Markup, Reply
+from rooms.actions import CREATE_ROOM, post_notice
+from rooms.prompts import DirectRooms
+from storage import OutboxItem, Transaction, transaction_id
+
+DIRECT_FOR_KEY = "direct_for"
+"""Payload key of a create_room item that opens a direct chat: whom it is for."""
+MESSAGES_KEY = "messages"
+"""Payload key: the contents to send in the direct chat once it exists."""
+ENCRYPTION_ALGORITHM = "m.megolm.v1.aes-sha2"
+
+
+def direct_chat_request(user_id: str) -> dict[str, Any]:
+    """The createRoom body of an encrypted direct chat with `user_id`."""
+    return {
+        "preset": "trusted_private_chat",
+        "visibility": "private",
+        "is_direct": True,
+        "invite": [user_id],
+        "initial_state": [
+            {
+                "type": "m.room.encryption",
+                "state_key": "",
+                "content": {"algorithm": ENCRYPTION_ALGORITHM},
+            }
+        ],
+    }
+
+
+async def tell_privately(
+    tx: Transaction,
+    user_id: str,
+    message: Markup,
+    direct_rooms: DirectRooms | None,
+    *cause: str,
+    notify: bool = True,
+) -> str | None:
+    """Send `message` to `user_id` alone; the direct chat's id, or None while it is being
+    opened. `notify` (the default: such a message asks them to act) makes it an `m.text`."""
+    room_id = None if direct_rooms is None else direct_rooms(user_id)
+    if room_id is not None:
+        await post_notice(tx, room_id, message, *cause, "direct", notify=notify)
+        return room_id
+    content = Reply.from_markup(message, notify=notify).to_content()
+    await tx.outbox.enqueue(
+        transaction_id(*cause, "open-direct"),
+        f"direct:{user_id}",
+        CREATE_ROOM,
+        {
+            "request": direct_chat_request(user_id),
+            DIRECT_FOR_KEY: user_id,
+            MESSAGES_KEY: [content],
+        },
+    )
+    return None
+
+
+async def on_direct_chat_created(tx: Transaction, item: OutboxItem, room_id: str) -> None:
+    """Queue the messages a direct chat was opened for, in the transaction that marks its
+    creation sent (so a crash replays both together)."""
+    messages = item.payload.get(MESSAGES_KEY) or []
+    for index, content in enumerate(messages):
+        await tx.outbox.enqueue_message(
+            transaction_id(item.txn_id, "message", str(index)), room_id, content
+        )
