@@ -1,7 +1,8 @@
 """The `patchwork` command: `run --config FILE` runs the bot, `check-config FILE` validates,
 `doctor --config FILE` checks a deployment, `backup --config FILE --to DIR` copies its data
 while it runs and `restore --from DIR --config FILE` puts a copy back while it is stopped;
-`audit verify`, `practitioner erase` and `roster export` are the governance tools."""
+`audit verify`, `practitioner erase` and `roster export` are the governance tools;
+`fingerprint --config FILE` prints the bot's master cross-signing key for an out-of-band check."""
 
 from __future__ import annotations
 
@@ -39,6 +40,12 @@ def _parser() -> argparse.ArgumentParser:
     restore = sub.add_parser("restore", help="put a backup in place (the bot must be stopped)")
     restore.add_argument("--from", dest="source", required=True, type=Path, help="a backup folder")
     restore.add_argument(
+        "--config", required=True, type=Path, help="path to the YAML configuration"
+    )
+    fingerprint = sub.add_parser(
+        "fingerprint", help="print the bot's master cross-signing key, to check its identity"
+    )
+    fingerprint.add_argument(
         "--config", required=True, type=Path, help="path to the YAML configuration"
     )
     _governance_parsers(sub)
@@ -108,6 +115,11 @@ def main(argv: list[str] | None = None, runner: Runner = _run_bot) -> int:
             return 0
         if args.command in ("doctor", "backup", "restore"):
             return _operate(args)
+        if args.command == "fingerprint":
+            from bot.verification import fingerprint_text
+
+            print(fingerprint_text(load_config(args.config)), end="")
+            return 0
         if args.command in ("audit", "practitioner", "roster"):
             return asyncio.run(_governance(args))
         return asyncio.run(_run(args.config, runner))

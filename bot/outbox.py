@@ -12,8 +12,9 @@ tells the person who asked. Within a room, messages, kicks and state keep their 
 cannot be sent, the room's later ones wait for it.
 
 Rooms are sent concurrently, each in a lane of its own (at most `MAX_LANES` at once), and every
-invite, join and leave has a lane of its own too: an invite to a homeserver that does not answer
-(each try can take seconds) holds back neither its room's replies nor any other room.
+invite, join and leave has a lane of its own too, from a separate pool of `MAX_LANES`: an invite
+to a homeserver that does not answer (each try can take seconds) holds back neither its room's
+replies nor any other room.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from nio.api import Api
 from bot.attachments import upload_encrypted
 from bot.backoff import Backoff
 from bot.faults import CREATE_ROOM_RETURNED, NO_FAULTS, SEND_ACCEPTED, Faults
+from bot.lanes import Lanes
 from bot.matrix import forget_member, refresh_device_keys, refresh_members, share_room_key
 from bot.metrics import Metrics
 from rooms.actions import ANNOUNCE_KEY
@@ -65,8 +67,9 @@ IDLE_POLL_SECONDS = 30.0
 BUSY_POLL_SECONDS = 1.0
 """While lanes are busy, how often items that came due in the meantime are looked for."""
 MAX_LANES = 4
-"""At most this many rooms (or stand-alone invites, joins, leaves) are sent at once."""
+"""At most this many rooms, and this many stand-alone invites, joins and leaves, at once."""
 STOP_GRACE_SECONDS = 5.0
+ALONE = "item:"
 KICK_SETTLE_SECONDS = 60.0
 """For this long after the bot removed someone, its encrypted sends in that room first ask the
 homeserver who is still a member, so a late sync cannot put the removed person back."""
@@ -112,8 +115,9 @@ class OutboxSender:
         self._faults = faults
         self._wake = asyncio.Event()
         self._backoff = Backoff(initial=1.0, maximum=60.0)
-        self._lanes: dict[str, asyncio.Task[None]] = {}
-        self._lane_crash: BaseException | None = None
+        self._rooms = Lanes(MAX_LANES, self._wake.set)
+        self._alone = Lanes(MAX_LANES, self._wake.set)
+        """Invites, joins and leaves wait on other homeservers; rooms never wait for them."""
         self._keys = asyncio.Lock()
         """nio's key upload, query and claim are not safe to run twice at once."""
         self._kicked_at: dict[str, float] = {}
@@ -125,8 +129,9 @@ class OutboxSender:
         try:
             while not stop.is_set():
                 self._wake.clear()
-                if self._lane_crash is not None:
-                    raise self._lane_crash
+                for lanes in (self._rooms, self._alone):
+                    if lanes.crash is not None:
+                        raise lanes.crash
                 try:
                     async with self._db.read() as tx:
                         items = await tx.outbox.due(50)
@@ -138,7 +143,8 @@ class OutboxSender:
                     continue
                 await self._wait_for_work(stop, busy=busy)
         finally:
-            await self._finish_lanes()
+            await self._rooms.finish(STOP_GRACE_SECONDS)
+            await self._alone.finish(STOP_GRACE_SECONDS)
 
     async def _wait_for_work(self, stop: asyncio.Event, *, busy: bool = False) -> None:
         """Until woken (new items, or a lane finished), stopped, or the next item is due."""
@@ -175,55 +181,30 @@ class OutboxSender:
         self, items: list[OutboxItem], now: datetime, stop: asyncio.Event | None
     ) -> tuple[list[asyncio.Task[None]], bool]:
         """Start a lane for each room (or stand-alone item) with due items, unless it is busy
-        or `MAX_LANES` are; returns the lanes started and whether any items had to wait."""
+        or its pool is full; returns the lanes started and whether any items had to wait."""
         lanes: dict[str, list[OutboxItem]] = {}
         for item in items:
-            key = item.room_id if item.kind in ORDERED_KINDS else f"item:{item.id}"
+            key = item.room_id if item.kind in ORDERED_KINDS else f"{ALONE}{item.id}"
             lanes.setdefault(key, []).append(item)
         started: list[asyncio.Task[None]] = []
-        waiting = False
         for key, queued in lanes.items():
-            if key in self._lanes or len(self._lanes) >= MAX_LANES:
-                waiting = True
-                continue
-            task = asyncio.create_task(self._run_lane(key, queued, now, stop))
-            self._lanes[key] = task
-            started.append(task)
-        return started, waiting
-
-    async def _finish_lanes(self) -> None:
-        """On stop, sends in flight get a moment to finish; one cut short is simply retried
-        after the restart (its transaction id makes the resend harmless)."""
-        lanes = list(self._lanes.values())
-        if not lanes:
-            return
-        _, pending = await asyncio.wait(lanes, timeout=STOP_GRACE_SECONDS)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*lanes, return_exceptions=True)
+            pool = self._alone if key.startswith(ALONE) else self._rooms
+            task = pool.start(key, self._run_lane(queued, now, stop))
+            if task is not None:
+                started.append(task)
+        return started, len(started) < len(lanes)
 
     async def _run_lane(
-        self, key: str, items: list[OutboxItem], now: datetime, stop: asyncio.Event | None
+        self, items: list[OutboxItem], now: datetime, stop: asyncio.Event | None
     ) -> None:
         """Send one lane's items in order. When an ordered item of a room is not sent, the
         room's later items wait for the next pass, so "goodbye" never overtakes a kick that is
         still to come. A stop request ends the lane between items."""
-        try:
-            for item in items:
-                if stop is not None and stop.is_set():
-                    return
-                if not await self._attempt(item, now) and item.kind in ORDERED_KINDS:
-                    return
-        except Exception:
-            log.exception("outbox lane failed; its items are tried again")
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:
-            self._lane_crash = exc  # the process is meant to die here: run() re-raises it
-            raise
-        finally:
-            self._lanes.pop(key, None)
-            self._wake.set()
+        for item in items:
+            if stop is not None and stop.is_set():
+                return
+            if not await self._attempt(item, now) and item.kind in ORDERED_KINDS:
+                return
 
     async def _attempt(self, item: OutboxItem, now: datetime) -> bool:
         """Send the item unless it must wait (outside working hours); True if sent."""

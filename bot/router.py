@@ -40,6 +40,7 @@ from bot.direct_chats import direct_rooms_of, is_direct_chat
 from bot.matrix import NioGateway
 from bot.metrics import Metrics
 from bot.ratelimit import SLOW_DOWN, SenderRateLimit
+from bot.typing import is_slow, set_typing
 from bot.verification import refuse_in_room
 from commands.framework.context import CommandContext, RoomKind, Services
 from commands.framework.dispatcher import FAILURE_MESSAGE, Dispatcher
@@ -96,9 +97,15 @@ class EventRouter:
 
     async def prepare(self, room: MatrixRoom, event: Any) -> MatrixGateway:
         """Outside any transaction: the gateway the event's command will use, with the accounts
-        it names already looked up."""
+        it names already looked up, and a typing notice if its answer is slow to prepare."""
         if isinstance(event, RoomMessageText) and event.sender != self._client.user_id:
-            named = self._dispatcher.accounts_named(command_text(event.body, event.formatted_body))
+            body = command_text(event.body, event.formatted_body)
+            invocation = parse_invocation(body, self._policy.command_prefix)
+            if invocation is not None and room.encrypted and is_slow(
+                invocation.name, invocation.remainder
+            ):
+                await set_typing(self._client, room.room_id, True)
+            named = self._dispatcher.accounts_named(body)
             if named:
                 return await self._gateway.look_up_accounts(named)
         return self._gateway

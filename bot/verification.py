@@ -24,6 +24,9 @@ from typing import Any
 from nio import AsyncClient, KeyVerificationStart, RoomMessageUnknown, UnknownEvent
 from nio.event_builders import ToDeviceMessage
 
+from bot.config import Config
+from bot.crosssigning import CrossSigningError, CrossSigningKeys
+from bot.matrix import CROSS_SIGNING_FILE
 from markup import Markup, code, paragraph
 from rooms.actions import post_notice
 from rooms.prompts import DirectRooms
@@ -151,3 +154,22 @@ class VerificationRefuser:
                     tx, room_id, explanation(), "verification", sender, transaction, "explained"
                 )
         return refused
+
+
+def fingerprint_text(config: Config) -> str:
+    """What `patchwork fingerprint` prints: the bot's master cross-signing key, the identity
+    practitioners' clients see the bot's device signed by, for checking out of band."""
+    path = config.storage.path / CROSS_SIGNING_FILE
+    try:
+        keys = CrossSigningKeys.load(path)
+    except FileNotFoundError:
+        raise CrossSigningError(
+            f"no cross-signing keys in {path} yet: start the bot once to create them"
+        ) from None
+    master = keys.master.public_key
+    grouped = " ".join(master[index : index + 4] for index in range(0, len(master), 4))
+    return (
+        f"Patchwork {config.bot.user_id} (device {config.bot.device_id})\n"
+        f"Master cross-signing key: {master}\n"
+        f"Read aloud in groups:     {grouped}\n"
+    )

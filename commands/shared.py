@@ -26,12 +26,15 @@ async def current_family(ctx: CommandContext) -> Family:
 
 
 async def sender_is_lead(ctx: CommandContext) -> bool:
-    """The sender is the current, still active lead of this room's family."""
+    """The sender is the current, still active lead of this room's family, or was its lead
+    when it closed (who may still read its audit and export it until it is purged)."""
     family = await ctx.tx.families.by_room(ctx.room_id)
     if family is None:
         return False
     lead = await ctx.tx.involvements.lead(family.id)
-    return lead is not None and lead.user_id == ctx.sender and lead.is_active
+    if lead is None or lead.user_id != ctx.sender:
+        return False
+    return lead.is_active or (family.status == "closed" and lead.end_reason == "case_closed")
 
 
 lead_or_admin = any_of(sender_is_lead, admin_only)

@@ -61,6 +61,11 @@ BASIS_NAMES: dict[str, str] = {
 }
 
 
+ROOM_TOPIC = "Team room for a family's support network — send !help"
+"""Useful to a newcomer and free of family details (room state is not encrypted); rooms made
+before keep the topic they have."""
+
+
 def room_name(reference: str) -> str:
     """Room state is not encrypted: the name holds the case reference and nothing else."""
     return f"Team {reference}"
@@ -166,7 +171,7 @@ def create_room_request(reference: str, creator: str, policy: TeamPolicy) -> dic
         "visibility": "private",
         "room_version": ROOM_VERSION,
         "name": room_name(reference),
-        "topic": reference,
+        "topic": ROOM_TOPIC,
         "initial_state": [
             _state("m.room.encryption", {"algorithm": ENCRYPTION_ALGORITHM}),
             _state("m.room.join_rules", {"join_rule": "invite"}),

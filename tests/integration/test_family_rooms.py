@@ -9,8 +9,9 @@ from contextlib import asynccontextmanager
 
 from nio import RoomGetStateResponse
 
+from bot.auditkey import load_audit_key
 from devkit.botproc import BotProcess
-from devkit.practitioner import Practitioner
+from devkit.practitioner import BotMessage, Practitioner
 from storage import Database, Family, Involvement
 from tests.integration.conftest import BotFactory, MakePractitioner
 
@@ -19,8 +20,12 @@ REFERENCE = "LDC-2026-0042"
 
 @asynccontextmanager
 async def bot_database(bot: BotProcess) -> AsyncIterator[Database]:
-    """The running bot's own database (SQLite in WAL mode allows a second reader)."""
-    db = await Database.open(bot.config_path.parent / "data" / "patchwork.db")
+    """The running bot's own database (SQLite in WAL mode allows a second reader), with the
+    bot's audit key so the chain can be verified."""
+    data = bot.config_path.parent / "data"
+    db = await Database.open(
+        data / "patchwork.db", audit_key=load_audit_key(data, create=False)
+    )
     try:
         yield db
     finally:
@@ -41,6 +46,21 @@ async def direct_chat(person: Practitioner, bot: BotProcess) -> str:
     return room_id
 
 
+async def direct_invite_from(bot: BotProcess, person: Practitioner, timeout: float = 30) -> str:  # noqa: ASYNC109
+    """The id of a room without a name (a direct chat) that the bot has invited `person` to."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for room_id, room in person.client.invited_rooms.items():
+            if (
+                room.inviter == bot.user_id
+                and room.name is None
+                and person.membership(room_id, person.user_id) == "invite"
+            ):
+                return str(room_id)
+        await person.wait_for_sync(timeout=max(0.1, deadline - time.monotonic()))
+    raise AssertionError(f"{person.user_id} was not invited to a direct chat by the bot")
+
+
 async def create_family(lead: Practitioner, bot: BotProcess, reference: str) -> tuple[str, float]:
     """`!family new` in a direct chat; returns the family room id once the lead has joined,
     and the seconds from sending the command to being in the new room."""
@@ -50,7 +70,29 @@ async def create_family(lead: Practitioner, bot: BotProcess, reference: str) -> 
     assert reference in reply.body
     room_id = await lead.wait_for_invite(f"Team {reference}")
     await lead.join(room_id)
-    return room_id, time.monotonic() - started
+    seconds = time.monotonic() - started
+    # The join is announced in the room and the lead is welcomed in the direct chat; wait for
+    # both, so neither is taken for the answer to a later command.
+    await lead.wait_for_notice(
+        room_id, sender=bot.user_id, predicate=lambda n: "joined the team" in n.body
+    )
+    await private_welcome(lead, bot, reference)
+    return room_id, seconds
+
+
+async def private_welcome(
+    person: Practitioner, bot: BotProcess, reference: str, timeout: float = 30  # noqa: ASYNC109
+) -> tuple[str, BotMessage]:
+    """The bot's welcome to the team `reference`, in any of the person's direct chats with it
+    (the bot uses the first it finds): the room and the message."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for room_id in list(person.client.rooms):
+            for notice in person.notices(room_id, bot.user_id):
+                if notice.body.startswith(f"Welcome to Team {reference}"):
+                    return room_id, notice
+        assert time.monotonic() < deadline, f"{person.user_id} got no welcome to {reference}"
+        await person.wait_for_sync(timeout=max(0.1, deadline - time.monotonic()))
 
 
 async def activate(lead: Practitioner, bot: BotProcess, room_id: str) -> None:
@@ -96,15 +138,25 @@ async def test_a_full_team_story(
         await person.wait_for_invite(f"Team {REFERENCE}")
         await person.join(room_id)
         await lead.wait_for_membership(room_id, person.user_id, "join")
-        await lead.wait_for_notice(
-            room_id, sender=bot.user_id, predicate=lambda n, p=person: "joined" in n.body
-            and p.user_id in str(n.source["content"].get("m.mentions"))
+        # The team reads one quiet line; the newcomer's instructions go to them alone.
+        line = await lead.wait_for_notice(
+            room_id, sender=bot.user_id, predicate=lambda n, p=person: "joined the team" in n.body
+            and p.user_id in (n.formatted_body or "")
         )
+        assert line.source["content"]["m.mentions"] == {"user_ids": []}
+        assert "!role" not in line.body
+        dm = await direct_invite_from(bot, person)
+        await person.join(dm)
         welcome = await person.wait_for_notice(
-            room_id, sender=bot.user_id, predicate=lambda n, p=person: "!role" in n.body
-            and p.user_id in str(n.source["content"].get("m.mentions"))
+            dm, sender=bot.user_id, predicate=lambda n: "!role" in n.body
         )
+        assert welcome.source["content"]["msgtype"] == "m.text"
+        assert person.user_id in welcome.source["content"]["m.mentions"]["user_ids"]
         assert "!contact share" in welcome.body, "a newcomer is asked whether to share"
+        assert f'href="https://matrix.to/#/{room_id}' in (welcome.formatted_body or "")
+        assert not [
+            n for n in lead.notices(room_id, bot.user_id) if "!contact share" in n.body
+        ], "the whole team does not read one person's welcome"
 
     await youth.ask(room_id, "!role Youth worker", bot=bot.user_id)
     # Phone numbers and email addresses are given in a direct chat, not in front of the team.
@@ -114,7 +166,7 @@ async def test_a_full_team_story(
     await teacher.ask(room_id, "!contact set org Oak Primary School", bot=bot.user_id)
     await teacher.ask(room_id, "!contact share on", bot=bot.user_id)
     visitor_dm = await direct_chat(visitor, bot)
-    await visitor.ask(visitor_dm, "!contact set phone 07700 900123", bot=bot.user_id)
+    await visitor.ask(visitor_dm, "!contact set phone 0161 496 0123", bot=bot.user_id)
     await visitor.ask(room_id, "!contact share off", bot=bot.user_id)
     youth_dm = await direct_chat(youth, bot)
     await youth.ask(youth_dm, "!contact set email yan@youth.example", bot=bot.user_id)
@@ -136,7 +188,7 @@ async def test_a_full_team_story(
     assert "tess@school.example" in whois.body
     assert "Oak Primary School" in whois.body
     assert "yan@youth.example" in whois.body
-    assert "07700 900123" not in whois.body, "the health visitor declined to share"
+    assert "0161 496 0123" not in whois.body, "the health visitor declined to share"
     for name in ("Sam Lead", "Tess Teacher", "Vic Visitor", "Yan Youth"):
         assert name in whois.body
     card = await lead.ask(room_id, "!whois teacher", bot=bot.user_id)
@@ -266,7 +318,9 @@ async def test_room_state_holds_nothing_but_the_reference(
     assert isinstance(response, RoomGetStateResponse)
     state = {(event["type"], event["state_key"]): event["content"] for event in response.events}
     assert state[("m.room.name", "")] == {"name": "Team LDC-2026-0300"}
-    assert "LDC-2026-0300" in state[("m.room.topic", "")]["topic"]
+    assert state[("m.room.topic", "")]["topic"] == (
+        "Team room for a family's support network — send !help"
+    )
     assert state[("org.patchwork.family", "")] == {"reference": "LDC-2026-0300"}
     assert state[("m.room.encryption", "")]["algorithm"] == "m.megolm.v1.aes-sha2"
     assert state[("m.room.join_rules", "")]["join_rule"] == "invite"

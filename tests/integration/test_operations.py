@@ -14,6 +14,7 @@ import aiohttp
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from bot.config import load_config
 from bot.devserver import LocalSynapse, free_port
 from bot.doctor import run_checks
 from devkit.botproc import BotProcess
@@ -40,6 +41,12 @@ def _variant(bot: BotProcess, name: str, section: str, key: str, value: object) 
     return path
 
 
+def _overwrite(path: Path, offset: int, data: bytes) -> None:
+    with path.open("r+b") as handle:
+        handle.seek(offset)
+        handle.write(data)
+
+
 async def _failed_checks(config_path: Path) -> list[str]:
     return [result.name for result in await run_checks(config_path) if result.status == "FAIL"]
 
@@ -55,19 +62,21 @@ async def test_doctor_passes_on_a_healthy_bot_and_names_each_failure(
 
     status, out = await _patchwork("doctor", "--config", str(bot.config_path))
     assert status == 0, out
-    assert "FAIL" not in out and "SKIP" not in out
+    assert "FAIL" not in out
+    assert "SKIP" not in out
     for name in ("login", "e2ee store", "device and cross-signing", "database", "audit chain"):
         assert f"PASS {name}:" in out
 
     wrong_password = _variant(bot, "wrong-password", "bot", "password", "not-the-password")
     status, out = await _patchwork("doctor", "--config", str(wrong_password))
     assert status == 1
-    assert "FAIL login:" in out and "what to do:" in out
+    assert "FAIL login:" in out
+    assert "what to do:" in out
     assert await _failed_checks(wrong_password) == ["login"]
     wrong_key = _variant(bot, "wrong-key", "storage", "pickle_key", "another-pickle-key-987654")
     assert await _failed_checks(wrong_key) == ["e2ee store"]
 
-    storage = Path(yaml.safe_load(bot.config_path.read_text(encoding="utf-8"))["storage"]["path"])
+    storage = (await asyncio.to_thread(load_config, bot.config_path)).storage.path
     storage.chmod(0o755)
     try:
         assert await _failed_checks(bot.config_path) == ["storage permissions"]
@@ -90,9 +99,7 @@ async def test_doctor_passes_on_a_healthy_bot_and_names_each_failure(
     assert changed == 1, [notice.body for notice in alice.notices(room_id, bot.user_id)]
     assert await _failed_checks(bot.config_path) == ["audit chain"]
 
-    with database.open("r+b") as handle:
-        handle.seek(4096)
-        handle.write(b"\xde\xad\xbe\xef" * 2048)
+    await asyncio.to_thread(_overwrite, database, 4096, b"\xde\xad\xbe\xef" * 2048)
     assert await _failed_checks(bot.config_path) == ["database"]
 
 
@@ -210,7 +217,8 @@ async def test_backup_while_commands_stream_restores_with_nothing_lost_or_double
     await _wait_for_replies(alice, room_id, bot.user_id, sent)
 
     status, out = await _patchwork("restore", "--from", str(backup), "--config", config)
-    assert status == 2 and "stop it first" in out, out
+    assert status == 2, out
+    assert "stop it first" in out
 
     await bot.stop()
     status, out = await _patchwork("restore", "--from", str(backup), "--config", config)

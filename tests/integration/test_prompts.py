@@ -9,10 +9,11 @@ import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from nio import ReactionEvent, RoomMessageNotice, RoomSendResponse
+from nio import ReactionEvent, RoomMessageNotice, RoomSendResponse, UnknownEvent
 from nio.api import Api
 
 from devkit.botproc import BotProcess
@@ -110,6 +111,67 @@ def bot_reactions(person: Practitioner, room_id: str, bot: BotProcess, event_id:
     )
 
 
+POLL_START = "org.matrix.msc3381.poll.start"
+POLL_RESPONSE = "org.matrix.msc3381.poll.response"
+
+
+def bot_polls(person: Practitioner, room_id: str, bot: BotProcess) -> list[dict[str, Any]]:
+    """The content of every poll the bot started in the room, as `person` decrypted it."""
+    return [
+        event.source["content"]
+        for event in person.timeline(room_id)
+        if isinstance(event, UnknownEvent) and event.type == POLL_START
+        and event.sender == bot.user_id
+    ]
+
+
+def poll_for(
+    person: Practitioner, room_id: str, bot: BotProcess, user_id: str
+) -> tuple[str, dict[str, str]] | None:
+    """The poll asking `user_id` (its question names them): its event id and answer ids."""
+    name = user_id.removeprefix("@").split(":")[0]
+    for event in person.timeline(room_id):
+        if isinstance(event, UnknownEvent) and event.type == POLL_START and (
+            event.sender == bot.user_id
+        ):
+            start = event.source["content"][POLL_START]
+            question = start["question"]["org.matrix.msc1767.text"]
+            if name in question:
+                answers = {a["id"].split("-")[0]: a["id"] for a in start["answers"]}
+                return str(event.event_id), answers
+    return None
+
+
+async def vote(person: Practitioner, room_id: str, poll_id: str, answer_id: str) -> str:
+    """Vote as Element does: an encrypted poll response referring to the poll."""
+    content = {
+        POLL_RESPONSE: {"answers": [answer_id]},
+        "m.relates_to": {"rel_type": "m.reference", "event_id": poll_id},
+    }
+    await person.send_text(room_id, "(checking in)")  # makes sure the bot has our room key
+    event_type, encrypted = person.client.encrypt(room_id, POLL_RESPONSE, content)
+    method, path, data = Api.room_send(
+        person.client.access_token, room_id, event_type, encrypted, f"vote-{poll_id}"
+    )
+    response = await person.client._send(RoomSendResponse, method, path, data, (room_id,))
+    assert isinstance(response, RoomSendResponse), response
+    return str(response.event_id)
+
+
+async def relation_senders(person: Practitioner, room_id: str, event_id: str) -> list[str]:
+    """Who sent each event relating to `event_id` (reactions, votes), as the homeserver
+    aggregates them for every client: what Element counts under a message."""
+    path = Api._build_path(
+        ["rooms", room_id, "relations", event_id],
+        {"access_token": person.client.access_token},
+        base_path="/_matrix/client/v1",
+    )
+    response = await person.client.send("GET", path)
+    assert response.status == 200, await response.text()
+    body = await response.json()
+    return sorted(str(event["sender"]) for event in body["chunk"])
+
+
 async def eventually(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
     """Poll `check` until it is true; fail naming `what` after `timeout` seconds."""
     try:
@@ -140,7 +202,7 @@ async def join_team(
     await lead.wait_for_notice(
         room_id,
         sender=bot.user_id,
-        predicate=lambda n: "joined" in n.body and person.user_id in mentioned(n),
+        predicate=lambda n: "joined" in n.body and person.user_id in (n.formatted_body or ""),
     )
 
 
@@ -198,16 +260,15 @@ async def test_prompts_come_once_in_working_hours_and_every_answer_works(
     first = await lead.wait_for_notice(room_id, sender=bot.user_id, after_event_id=marker)
     assert is_prompt(first)
 
-    # Each prompt is decryptable, mentions its practitioner, and carries the bot's ✅ and ❌.
+    # Each prompt is decryptable, mentions its practitioner, and is followed by a poll; the
+    # bot adds no reaction of its own, so every count Element shows is people.
     ticks_prompt = await wait_for_prompt(ticks, room_id, bot, ticks.user_id)
     assert ticks_prompt.decrypted
     assert ticks_prompt.source["content"]["msgtype"] == "m.text", "a prompt must notify"
     assert ticks.user_id in ticks_prompt.source["content"]["formatted_body"]
+    await eventually(lambda: len(bot_polls(lead, room_id, bot)) == 4, "a poll per prompt")
     for notice in notices.values():
-        await eventually(
-            lambda n=notice: bot_reactions(lead, room_id, bot, n.event_id) == sorted([YES, NO]),
-            "the bot's reactions",
-        )
+        assert bot_reactions(lead, room_id, bot, notice.event_id) == []
 
     # The answers: an encrypted ✅, an encrypted ❌ (one sent in the clear does not count in an
     # encrypted room: the homeserver could have put it there), !confirm and !leave.
@@ -229,10 +290,28 @@ async def test_prompts_come_once_in_working_hours_and_every_answer_works(
     assert ticks.user_id in thanks.source["content"]["formatted_body"]
     await lead.wait_for_membership(room_id, crosses.user_id, "leave")
     await lead.wait_for_membership(room_id, leaves.user_id, "leave")
+    # A prompt answered by one person shows that person's answer alone.
+    assert await relation_senders(lead, room_id, notices[ticks.user_id].event_id) == [
+        ticks.user_id
+    ]
 
-    # Back from being away: asked on Wednesday, once.
+    # Back from being away: asked on Wednesday, once; answered with one tap in the poll.
     clock.set(2026, 8, 5, 10, 0)
-    await wait_for_prompt(lead, room_id, bot, away.user_id)
+    away_prompt = await wait_for_prompt(lead, room_id, bot, away.user_id)
+    await eventually(lambda: poll_for(away, room_id, bot, away.user_id) is not None, "the poll")
+    found = poll_for(away, room_id, bot, away.user_id)
+    assert found is not None
+    poll_id, answer_ids = found
+    await vote(away, room_id, poll_id, answer_ids["yes"])
+    voted = await lead.wait_for_notice(
+        room_id,
+        sender=bot.user_id,
+        predicate=lambda n: "you are confirmed" in n.body
+        and in_reply_to(n) == away_prompt.event_id,
+    )
+    assert away.user_id in voted.source["content"]["formatted_body"]
+    assert await relation_senders(lead, room_id, poll_id) == [away.user_id]
+    assert await relation_senders(lead, room_id, away_prompt.event_id) == []
 
     barrier = await command(lead, room_id, bot, "!help confirm")
     await asyncio.sleep(3)  # three more sweeps: any duplicate would have come by now
@@ -251,10 +330,12 @@ async def test_prompts_come_once_in_working_hours_and_every_answer_works(
     assert rows_by_user[leaves.user_id].end_reason == "left"
     assert rows_by_user[lead.user_id].is_active
     answers = sorted(str(row.answer) for row in await prompt_rows(bot))
-    assert answers == ["None", "no", "no", "yes", "yes"]
+    assert answers == ["no", "no", "yes", "yes", "yes"]
     trail = await audit_trail(bot)
     confirms = {e.detail["user"]: e.detail["via"] for e in trail if e.action == "confirm"}
-    assert confirms == {ticks.user_id: "reaction", lead.user_id: "command"}
+    assert confirms == {
+        ticks.user_id: "reaction", lead.user_id: "command", away.user_id: "poll"
+    }
     leaves_audit = {e.detail["user"]: e.detail for e in trail if e.action == "leave"}
     assert leaves_audit[leaves.user_id]["reason"] == "moved to another school"
     assert leaves_audit[crosses.user_id]["via"] == "reaction"
@@ -284,11 +365,7 @@ async def test_reminder_and_lapse_happen_once_across_restarts_and_a_crash(
     prompts = {
         p.user_id: await wait_for_prompt(lead, room_id, bot, p.user_id) for p in (lead, quiet)
     }
-    for notice in prompts.values():
-        await eventually(
-            lambda n=notice: bot_reactions(lead, room_id, bot, n.event_id) == sorted([YES, NO]),
-            "the bot's reactions",
-        )
+    await eventually(lambda: len(bot_polls(lead, room_id, bot)) == 2, "a poll per prompt")
     await command(lead, room_id, bot, "!confirm")
 
     # One reminder, three days on (Saturday 1 August waits for Monday).
@@ -320,8 +397,9 @@ async def test_reminder_and_lapse_happen_once_across_restarts_and_a_crash(
     assert prompts_for(lead, room_id, bot) == {lead.user_id: 1, quiet.user_id: 1}
     assert len([n for n in notices if is_reminder(n)]) == 1
     assert len([n for n in notices if "has lapsed" in n.body]) == 1
+    assert len(bot_polls(lead, room_id, bot)) == 2, "one poll per prompt, across the crash"
     for notice in prompts.values():
-        assert bot_reactions(lead, room_id, bot, notice.event_id) == sorted([YES, NO])
+        assert bot_reactions(lead, room_id, bot, notice.event_id) == []
     quiet_row = (await roster(bot, room_id))[quiet.user_id]
     assert (quiet_row.status, quiet_row.end_reason, quiet_row.membership) == (
         "ended",

@@ -243,6 +243,10 @@ def arguments(invocation: str) -> st.SearchStrategy[str]:
 SIMPLE_TAGS = frozenset({"p", "br", "ul", "li", "code", "strong"})
 TAG = re.compile(r"(<[^<>]*>)")
 PILL = re.compile(r'<a href="([^"<>]*)">')
+SAFE_LINK = re.compile(
+    r"https://matrix\.to/#/![A-Za-z0-9._~:-]+(\?via=[A-Za-z0-9.:-]+)?|tel:\+[0-9]{4,15}"
+)
+"""Besides user pills, the bot links family rooms (`!cases`) and phone numbers, nothing else."""
 CLOSING = re.compile(r"</([a-z]+)>")
 BARE_TAG = re.compile(r"<([a-z]+)>")
 ENTITY = re.compile(r"&(?!(?:amp|lt|gt|quot|#x27);)")
@@ -268,7 +272,7 @@ def markup_problems(formatted_body: str) -> list[str]:
             continue
         if (pill := PILL.fullmatch(part)) is not None:
             href = html.unescape(pill.group(1))
-            if not href.startswith(MATRIX_TO + "@"):
+            if not href.startswith(MATRIX_TO + "@") and not SAFE_LINK.fullmatch(href):
                 problems.append(f"link to {href[:80]!r}")
             open_tags.append("a")
         elif (bare := BARE_TAG.fullmatch(part)) is not None and bare.group(1) in SIMPLE_TAGS:
@@ -292,6 +296,8 @@ def test_the_markup_check_catches_what_it_is_for() -> None:
         markup_problems(
             '<p>Hi <a href="https://matrix.to/#/@a:b">A &amp; B</a><br><code>&lt;x&gt;</code></p>'
             "<ul><li><strong>x</strong></li></ul>"
+            '<a href="https://matrix.to/#/!team42:council.example?via=council.example">T</a>'
+            '<a href="tel:+442079460123">020 7946 0123</a>'
         )
         == []
     )
@@ -299,6 +305,8 @@ def test_the_markup_check_catches_what_it_is_for() -> None:
         "<p><script>alert(1)</script></p>",
         '<img src="x">',
         '<a href="https://evil.example/">x</a>',
+        '<a href="tel:javascript:alert(1)">x</a>',
+        '<a href="https://matrix.to/#/!room:x?via=x&amp;evil=1">x</a>',
         '<a href="https://matrix.to/#/@a:b" onclick="x">x</a>',
         "<p>x",
         "</p>",

@@ -44,7 +44,8 @@ def test_create_room_request_follows_the_design() -> None:
     assert request["preset"] == "private_chat"
     assert request["visibility"] == "private"
     assert request["name"] == f"Team {REF}"
-    assert request["topic"] == REF
+    assert request["topic"] == "Team room for a family's support network — send !help"
+    assert REF not in request["topic"], "the name says which family; the topic says what to do"
     assert "invite" not in request
     state = {event["type"]: event for event in request["initial_state"]}
     assert set(state) == {
@@ -53,6 +54,7 @@ def test_create_room_request_follows_the_design() -> None:
         "m.room.guest_access",
         "m.room.history_visibility",
         FAMILY_STATE_EVENT,
+        "m.room.server_acl",
     }
     assert all(event["state_key"] == "" for event in state.values())
     assert state["m.room.encryption"]["content"] == {"algorithm": "m.megolm.v1.aes-sha2"}

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from storage import Database
 from rooms.direct_chat import DIRECT_FOR_KEY, MESSAGES_KEY
+from storage import Database
 from tests.unit.test_team_commands_support import (
     ADMIN,
     BOT,

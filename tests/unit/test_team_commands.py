@@ -389,7 +389,8 @@ async def test_help_lists_lead_only_commands_for_the_lead_and_says_who_can_for_o
     for name in lead_only:
         assert f"`!{name}` —" not in own, name
         assert f"`!{name}` —" in theirs, name
-    assert "`!whois` —" in own and "`!confirm` —" in own
+    assert "`!whois` —" in own
+    assert "`!confirm` —" in own
 
     lead_help = (await say(db, "!help", sender=LEAD)).body
     assert heading not in lead_help
