@@ -38,6 +38,7 @@ test-offline: $(STAMP) lint
 bench: $(STAMP)
 	$(BIN)/python -m bench.latency
 	$(BIN)/python -m bench.prompt_sweep
+	$(BIN)/python -m bench.export
 
 clean:
 	rm -rf $(VENV) $(INTEROP)/node_modules .pytest_cache .mypy_cache .ruff_cache
