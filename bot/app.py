@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 
 from nio import AsyncClient, ErrorResponse
 
@@ -12,7 +13,7 @@ from bot.backoff import Backoff
 from bot.backup import StorageLock
 from bot.clock import Clock, utc_now
 from bot.config import Config
-from bot.direct_chats import direct_rooms_of
+from bot.direct_chats import direct_rooms_of, has_joined
 from bot.faults import NO_FAULTS, SWEEP_BATCH, Faults
 from bot.files import ensure_private_dir
 from bot.health import HealthServer, notify_systemd_when_ready
@@ -28,16 +29,20 @@ from bot.settings import prompt_settings, team_policy
 from bot.sync import SyncLoop
 from bot.verification import VerificationRefuser
 from commands import build_registry
-from rooms.direct_chat import DIRECT_FOR_KEY, on_direct_chat_created
+from rooms.direct_chat import DIRECT_FOR_KEY, awaited_member, on_direct_chat_created
 from rooms.exports import Attachment, build_attachment
 from rooms.failures import on_item_failed
 from rooms.family_room import on_room_created
+from rooms.family_view import CARD_KEY, VIEW_KEY, on_card_sent, on_view_room_created
 from rooms.prompts import held_until, on_message_sent, sweep
 from storage import Database, OutboxItem, Transaction
 
 log = logging.getLogger(__name__)
 
 DATABASE_FILE = "patchwork.db"
+JOIN_WAIT = timedelta(hours=1)
+"""How long a message for someone yet to join a new direct chat waits before looking again;
+their join releases it at once (rooms.direct_chat.on_joined)."""
 
 
 async def open_database(config: Config, *, clock: Clock = utc_now) -> Database:
@@ -98,11 +103,18 @@ async def run_bot(
             async def room_created(tx: Transaction, item: OutboxItem, room_id: str) -> None:
                 if DIRECT_FOR_KEY in item.payload:
                     await on_direct_chat_created(tx, item, room_id)
-                    return
-                await on_room_created(tx, item.payload["family_id"], room_id, policy)
+                elif VIEW_KEY in item.payload:
+                    await on_view_room_created(tx, item.payload[VIEW_KEY], room_id)
+                else:
+                    await on_room_created(tx, item.payload["family_id"], room_id, policy)
+
+            async def message_sent(tx: Transaction, item: OutboxItem, event_id: str | None) -> None:
+                if CARD_KEY in item.payload:
+                    await on_card_sent(tx, item.payload[CARD_KEY], event_id)
+                await on_message_sent(tx, item, event_id)
 
             async def item_failed(tx: Transaction, item: OutboxItem, error: str) -> None:
-                if DIRECT_FOR_KEY in item.payload:
+                if DIRECT_FOR_KEY in item.payload or VIEW_KEY in item.payload:
                     return  # a welcome that could not reach its direct chat: nobody to tell
                 await on_item_failed(tx, item, error, policy)
 
@@ -110,9 +122,14 @@ async def run_bot(
                 db,
                 client,
                 on_room_created=room_created,
-                on_sent=on_message_sent,
+                on_sent=message_sent,
                 on_failed=item_failed,
-                hold_until=lambda item, now: held_until(item.payload, now, prompts),
+                hold_until=lambda item, now: (
+                    now + JOIN_WAIT
+                    if (waiting := awaited_member(item.payload)) is not None
+                    and not has_joined(client, item.room_id, waiting)
+                    else held_until(item.payload, now, prompts)
+                ),
                 attachment=lambda item: _attachment(db, item),
                 faults=faults,
                 metrics=metrics,

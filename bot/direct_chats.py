@@ -13,6 +13,12 @@ def is_direct_chat(room: MatrixRoom) -> bool:
     return bool(room.member_count <= 2)
 
 
+def has_joined(client: AsyncClient, room_id: str, user_id: str) -> bool:
+    """Whether the bot's synced state shows `user_id` joined to the room (not just invited)."""
+    room = client.rooms.get(room_id)
+    return room is not None and user_id in room.users and user_id not in room.invited_users
+
+
 def direct_rooms_of(client: AsyncClient) -> DirectRooms:
     """Finds an encrypted direct chat in which the bot and `user_id` have both joined; used to
     tell administrators about a family left without a lead."""

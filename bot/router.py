@@ -46,8 +46,10 @@ from commands.framework.context import CommandContext, RoomKind, Services
 from commands.framework.dispatcher import FAILURE_MESSAGE, Dispatcher
 from commands.framework.parser import command_text, parse_invocation
 from commands.framework.registry import CommandRegistry
+from commands.view import build_view_registry
 from markup import Reply
 from rooms.admission import server_rule
+from rooms.direct_chat import on_joined
 from rooms.gateway import MatrixGateway
 from rooms.membership import on_member_event
 from rooms.policy import TeamPolicy
@@ -86,6 +88,8 @@ class EventRouter:
         self._services = Services(policy=policy, prompts=prompts)
         self._registry = registry
         self._dispatcher = Dispatcher(registry, prefix=policy.command_prefix)
+        self._view_registry = build_view_registry()
+        self._view_dispatcher = Dispatcher(self._view_registry, prefix=policy.command_prefix)
         self._gateway = gateway
         self._direct_rooms = direct_rooms_of(client)
         self._receipts: list[tuple[str, str]] = []
@@ -127,6 +131,8 @@ class EventRouter:
                 policy=self._policy,
                 direct_rooms=self._direct_rooms,
             )
+            if event.membership == "join":
+                await on_joined(tx, room.room_id, event.state_key)
         elif isinstance(event, RoomMessageText) and event.sender != self._client.user_id:
             await self._handle_text(tx, room, event, matrix or self._gateway)
         elif isinstance(event, ReactionEvent) and event.sender != self._client.user_id:
@@ -191,9 +197,18 @@ class EventRouter:
         invocation = parse_invocation(body, self._policy.command_prefix)
         if invocation is None:
             return  # chatter: nothing to answer, nothing to count
-        known = self._registry.get(invocation.name)
+        room_kind = await self._room_kind(tx, room)
+        if room_kind is RoomKind.VIEW:
+            # A family member's own room: only they are answered, by their own commands.
+            view = await tx.views.by_room(room.room_id)
+            if view is None or view.user_id != event.sender:
+                return
+            registry, dispatcher = self._view_registry, self._view_dispatcher
+        else:
+            registry, dispatcher = self._registry, self._dispatcher
+        known = registry.get(invocation.name)
         name = "unknown" if known is None else known.name  # never the user's own text
-        if not self._policy.allows(event.sender):
+        if room_kind is not RoomKind.VIEW and not self._policy.allows(event.sender):
             self._metrics.command(name, "refused")
             refusal = "Sorry, I cannot help you: " + server_rule(event.sender, self._policy)
             await enqueue_reply(tx, event, room.room_id, 0, Reply.plain(refusal + "."))
@@ -208,14 +223,14 @@ class EventRouter:
             sender=event.sender,
             room_id=room.room_id,
             event_id=event.event_id,
-            room_kind=await self._room_kind(tx, room),
+            room_kind=room_kind,
             tx=tx,
             matrix=matrix,
             services=self._services,
             is_admin=self._policy.is_admin(event.sender),
-            registry=self._registry,
+            registry=registry,
         )
-        await self._dispatcher.handle(ctx, body)
+        await dispatcher.handle(ctx, body)
         self._metrics.command(name, ctx.outcome)
         self._receipts.append((room.room_id, event.event_id))
         for index, reply in enumerate(ctx.replies):
@@ -224,6 +239,8 @@ class EventRouter:
     async def _room_kind(self, tx: Transaction, room: MatrixRoom) -> RoomKind:
         if await tx.families.by_room(room.room_id) is not None:
             return RoomKind.FAMILY
+        if await tx.views.by_room(room.room_id) is not None:
+            return RoomKind.VIEW
         if is_direct_chat(room):
             return RoomKind.DIRECT
         return RoomKind.OTHER

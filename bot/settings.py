@@ -14,6 +14,7 @@ def team_policy(config: Config, bot_user_id: str) -> TeamPolicy:
     return TeamPolicy(
         bot_user_id=bot_user_id,
         allowed_servers=frozenset(config.policy.allowed_servers),
+        family_servers=frozenset(config.policy.family_servers),
         admins=frozenset(config.policy.admins),
         family_creators=config.policy.family_creators,
         prompt_interval=config.prompts.interval,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Literal
 
 from commands.framework.context import CommandContext
-from commands.framework.converters import CaseReference, Rest, Text
+from commands.framework.converters import CaseReference, Rest, Text, UserId
 from commands.framework.errors import UserInputError
 from commands.framework.registry import (
     ANYWHERE,
@@ -21,9 +21,10 @@ from commands.framework.registry import (
     subcommand_group,
 )
 from commands.shared import LEAD_OR_ADMIN_MESSAGE, current_family, lead_or_admin, team_rules
-from markup import Markup, blocks, bullet_list, code, paragraph
+from markup import Markup, blocks, bullet_list, code, paragraph, text
 from rooms.closing import close_family, closing_notice
 from rooms.family_room import BASIS_NAMES, governance_gaps, request_family_room, room_name
+from rooms.family_view import end_view, share_view
 from storage import Family
 
 NOTE_LIMIT = 500
@@ -217,6 +218,50 @@ async def family_consent(ctx: CommandContext, change: Literal["withdrawn"]) -> N
     await _close(ctx, family, "consent withdrawn", consent_withdrawn=True)
 
 
+@command(
+    "share-with",
+    summary="Give a family member their own view of this team.",
+    description=(
+        "For example: !family share-with @parent:example.org. They get a room of their own "
+        "with me, showing who supports them (never anyone whose involvement is hidden), kept "
+        "current. Only for a family that was told about this team."
+    ),
+    where=FAMILY_ROOM,
+    permission=lead_or_admin,
+    permission_message=LEAD_OR_ADMIN_MESSAGE,
+)
+async def family_share_with(ctx: CommandContext, who: UserId) -> None:
+    family = await _open_family(ctx)
+    with team_rules():
+        await share_view(
+            ctx.tx, family, who, actor=ctx.sender, policy=ctx.services.policy, cause=ctx.event_id
+        )
+    ctx.reply(
+        paragraph(
+            text(f"I am opening a room for {who} showing who supports their family, and will "
+                 "keep it current. End it with ")
+            + code(f"{ctx.prefix}family unshare {who}")
+            + "."
+        )
+    )
+
+
+@command(
+    "unshare",
+    summary="End a family member's view of this team.",
+    description="For example: !family unshare @parent:example.org.",
+    where=FAMILY_ROOM,
+    permission=lead_or_admin,
+    permission_message=LEAD_OR_ADMIN_MESSAGE,
+)
+async def family_unshare(ctx: CommandContext, who: UserId) -> None:
+    family = await current_family(ctx)
+    view = await ctx.tx.views.of(family.id, who)
+    if view is None or not await end_view(ctx.tx, view, ctx.event_id, actor=ctx.sender):
+        raise UserInputError(f"{who} has no view of this team to end.", show_usage=False)
+    ctx.reply(f"{who} no longer sees this team: I removed them from their room.")
+
+
 async def _recorded(
     ctx: CommandContext,
     family: Family,
@@ -241,6 +286,8 @@ FAMILY = subcommand_group(
         family_unsafe,
         family_close,
         family_consent,
+        family_share_with,
+        family_unshare,
     ),
 )
 

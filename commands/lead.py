@@ -9,6 +9,7 @@ from commands.framework.registry import FAMILY_ROOM, Command, command
 from commands.shared import LEAD_OR_ADMIN_MESSAGE, current_family, lead_or_admin, person
 from markup import Markup, paragraph
 from rooms.family_room import hand_over_lead
+from rooms.family_view import refresh_views
 
 
 @command(
@@ -38,6 +39,7 @@ async def lead(ctx: CommandContext, who: UserId) -> None:
     if target.is_lead:
         raise UserInputError(await person(ctx, who) + " is already the lead.", show_usage=False)
     await hand_over_lead(tx, family, who, actor=ctx.sender, cause_event_id=ctx.event_id)
+    await refresh_views(tx, family, ctx.event_id, actor=ctx.sender)
     new_lead: Markup = await person(ctx, who, mention=True)
     ctx.reply(
         paragraph(

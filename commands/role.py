@@ -9,6 +9,7 @@ from commands.framework.registry import FAMILY_ROOM, Command, command
 from commands.shared import ROLE_LIMIT, current_family
 from markup import code, paragraph
 from rooms.admission import is_on_team
+from rooms.family_view import refresh_views
 
 
 @command(
@@ -30,6 +31,7 @@ async def role(ctx: CommandContext, role: Rest[str]) -> None:
         )
     await tx.involvements.set_role(family.id, ctx.sender, role)
     await tx.audit.append(ctx.sender, "role", family_id=family.id, detail={"role": role})
+    await refresh_views(tx, family, ctx.event_id, actor=ctx.sender)
     ctx.reply(paragraph("Thank you. Your role in this case is now " + code(role) + "."))
 
 

@@ -16,6 +16,7 @@ from commands.framework.registry import FAMILY_ROOM, Command, command
 from commands.shared import current_family
 from markup import paragraph
 from rooms.admission import is_on_team
+from rooms.family_view import refresh_views
 
 
 @command(
@@ -38,6 +39,7 @@ async def sensitive(ctx: CommandContext, setting: Literal["on", "off"]) -> None:
     await ctx.tx.audit.append(
         ctx.sender, "sensitive", family_id=family.id, detail={"sensitive": hide}
     )
+    await refresh_views(ctx.tx, family, ctx.event_id, actor=ctx.sender)
     if hide:
         ctx.reply(
             paragraph(

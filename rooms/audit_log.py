@@ -46,6 +46,13 @@ ACTIONS: Mapping[str, str] = {
     "practitioner_erased": "erased a practitioner's details",
     "roster_export": "exported the roster for the council's records",
     "audit_rekeyed": "audit chain keyed",
+    "view_shared": "gave a family member their view of the team (!family share-with)",
+    "view_unshared": "ended a family member's view of the team",
+    "view_updated": "updated the family's view of the team",
+    "view_team": "looked at the team card (!team)",
+    "view_mydata": "asked for a copy of the family's record (!mydata)",
+    "correction_requested": "asked for a correction (!correct)",
+    "correction_relayed": "passed a correction request to the lead",
 }
 
 _SHOWN_DETAIL = ("user", "role", "to", "from", "membership", "basis", "informed", "field")

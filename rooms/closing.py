@@ -14,6 +14,7 @@ from typing import Any
 from markup import Markup, blocks, code, paragraph, text
 from rooms.actions import LEAVE, send_state
 from rooms.family_room import STATE_POWER, power_levels
+from rooms.family_view import end_all_views
 from rooms.policy import TeamPolicy
 from storage import EndReason, Family, Transaction, transaction_id
 
@@ -47,6 +48,7 @@ async def close_family(
     ended = 0
     for involvement in await tx.involvements.for_family(family.id):
         ended += await tx.involvements.end(involvement.id, CLOSED)
+    await end_all_views(tx, family, cause, actor=actor)
     await tx.audit.append(
         actor,
         "family_close",
@@ -90,6 +92,10 @@ def _date(family: Family) -> str:
 async def purge_family(tx: Transaction, family: Family, *, policy: TeamPolicy) -> Family:
     """Forget a closed family whose retention has run out, keeping only the minimal record."""
     room_id = family.room_id
+    for view in await tx.views.for_family(family.id):  # ended when the family was closed
+        if view.room_id is not None:
+            await _leave_for_good(tx, view.room_id, f"view-{view.id}")
+    await tx.views.delete_for_family(family.id)
     roster = await tx.involvements.delete_for_family(family.id)
     redacted = await tx.audit.redact_family(family.id)
     purged = await tx.families.purge(family.id)
@@ -100,9 +106,12 @@ async def purge_family(tx: Transaction, family: Family, *, policy: TeamPolicy) -
         detail={"roster_rows": roster, "audit_rows_reduced": redacted},
     )
     if room_id is not None:
-        await tx.sync.forget_room(room_id)
-        await tx.outbox.forget_room(room_id)
-        await tx.outbox.enqueue(
-            transaction_id("purge", str(family.id)), room_id, LEAVE, {"forget": True}
-        )
+        await _leave_for_good(tx, room_id, str(family.id))
     return purged
+
+
+async def _leave_for_good(tx: Transaction, room_id: str, key: str) -> None:
+    """Forget what is kept about a room and queue leaving and forgetting it."""
+    await tx.sync.forget_room(room_id)
+    await tx.outbox.forget_room(room_id)
+    await tx.outbox.enqueue(transaction_id("purge", key), room_id, LEAVE, {"forget": True})

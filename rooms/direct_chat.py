@@ -4,13 +4,16 @@ A welcome tells a new member what to do (their role, their contact details); the
 team need not read it. `tell_privately` posts it in the person's encrypted direct chat with
 the bot, or, when there is none, queues the creation of one (Element shows it as a direct
 chat: `is_direct`, the trusted private chat preset, encryption from the start) with the
-messages in the item, which `on_direct_chat_created` queues once the room exists. History in
-such a room is shared from before joining, so the invited person reads what was sent while
-the invitation waited.
+messages in the item, which `on_direct_chat_created` queues once the room exists. They are
+held until the person has joined (`awaited_member`; the process's hold hook asks its synced
+room state): their devices get the room key when they are in the room, and a message sent
+before that would stay unreadable to them. Their join releases the messages at once
+(`on_joined`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from markup import Markup, Reply
@@ -22,6 +25,8 @@ DIRECT_FOR_KEY = "direct_for"
 """Payload key of a create_room item that opens a direct chat: whom it is for."""
 MESSAGES_KEY = "messages"
 """Payload key: the contents to send in the direct chat once it exists."""
+AWAIT_JOIN_KEY = "await_join"
+"""Payload key of a message held until this user has joined its room."""
 ENCRYPTION_ALGORITHM = "m.megolm.v1.aes-sha2"
 
 
@@ -75,6 +80,26 @@ async def on_direct_chat_created(tx: Transaction, item: OutboxItem, room_id: str
     creation sent (so a crash replays both together)."""
     messages = item.payload.get(MESSAGES_KEY) or []
     for index, content in enumerate(messages):
-        await tx.outbox.enqueue_message(
-            transaction_id(item.txn_id, "message", str(index)), room_id, content
+        await tx.outbox.enqueue(
+            transaction_id(item.txn_id, "message", str(index)),
+            room_id,
+            "message",
+            {
+                "type": "m.room.message",
+                "content": content,
+                AWAIT_JOIN_KEY: item.payload.get(DIRECT_FOR_KEY),
+            },
         )
+
+
+def awaited_member(payload: Mapping[str, Any]) -> str | None:
+    """Whom a held message waits for, if anyone."""
+    waiting = payload.get(AWAIT_JOIN_KEY)
+    return waiting if isinstance(waiting, str) else None
+
+
+async def on_joined(tx: Transaction, room_id: str, user_id: str) -> None:
+    """`user_id` joined `room_id`: the messages held for them there may go now."""
+    for item in await tx.outbox.for_room(room_id, ("message",)):
+        if item.is_pending and awaited_member(item.payload) == user_id:
+            await tx.outbox.mark_retry(item.id, "released by a join", tx.now(), counted=False)

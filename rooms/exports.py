@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from rooms.audit_log import describe_action
-from storage import Transaction, transaction_id
+from storage import FamilyView, Transaction, transaction_id
 from storage.codec import decode_time
 from storage.dossier import family_dossier, practitioner_dossier
 
@@ -24,6 +24,10 @@ EXPORT = "export"
 FORMATS = ("json", "text")
 FAMILY_KEY = "family_id"
 USER_KEY = "user_id"
+FAMILY_VIEW_KEY = "family_view_id"
+"""A family member's `!mydata`: what they are entitled to see about their own family."""
+LOOK_UPS = frozenset({"whois", "export", "audit", "cases", "view_team", "view_mydata"})
+"""Audit actions that read the family's record: the access history a family is shown."""
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,11 @@ async def queue_export(
 async def build_attachment(tx: Transaction, payload: Mapping[str, Any]) -> Attachment:
     """The file an export item stands for, read from the database now."""
     stamp = tx.now().date().isoformat()
-    if FAMILY_KEY in payload:
+    if FAMILY_VIEW_KEY in payload:
+        dossier = await family_member_dossier(tx, int(payload[FAMILY_VIEW_KEY]))
+        stem = f"patchwork-{dossier['reference']}-your-record-{stamp}"
+        render = render_family_member
+    elif FAMILY_KEY in payload:
         dossier = await family_dossier(tx, int(payload[FAMILY_KEY]))
         stem = f"patchwork-{dossier['family']['reference']}-{stamp}"
         render = render_family
@@ -61,6 +69,97 @@ async def build_attachment(tx: Transaction, payload: Mapping[str, Any]) -> Attac
         data = json.dumps(dossier, indent=2, ensure_ascii=False, sort_keys=True)
         return Attachment(f"{stem}.json", "application/json", data.encode("utf-8"))
     return Attachment(f"{stem}.txt", "text/plain", render(dossier).encode("utf-8"))
+
+
+async def family_member_dossier(tx: Transaction, view_id: int) -> dict[str, Any]:
+    """What a family member may see: the reference, the lawful basis, who is and was involved
+    (organisation and role, as their card shows them), and when the record was looked at and
+    by which organisation. No practitioner's user id; contact details only as on the card."""
+    view = await tx.views.get(view_id)
+    family = None if view is None else await tx.families.get(view.family_id)
+    if view is None or family is None:
+        raise LookupError(f"no family view {view_id}")
+    roster = await tx.involvements.for_family(family.id, active_only=False)
+    people = await tx.practitioners.many(item.user_id for item in roster)
+    involved = []
+    for item in roster:
+        if item.sensitive or item.membership == "invite" and item.is_active:
+            continue
+        person = people.get(item.user_id)
+        entry: dict[str, Any] = {
+            "name": person.display_name if person is not None else None,
+            "organisation": person.organisation if person is not None else None,
+            "job_title": person.job_title if person is not None else None,
+            "role": item.role,
+            "lead": item.is_lead and item.is_active,
+            "from": item.started_at.date().isoformat(),
+            "until": None if item.ended_at is None else item.ended_at.date().isoformat(),
+        }
+        if item.is_active and person is not None and person.share_family:
+            entry.update(phone=person.phone, email=person.email)
+        involved.append(entry)
+    looked = await tx.audit.for_family(family.id)
+    readers = await tx.practitioners.many(entry.actor for entry in looked)
+    return {
+        "reference": family.reference,
+        "lawful_basis": family.lawful_basis,
+        "told_about_the_team": _stamp(family.family_informed_at),
+        "involved": involved,
+        "record_looked_at": [
+            {
+                "at": entry.at.isoformat(timespec="minutes"),
+                "organisation": _organisation(readers.get(entry.actor), entry.actor, view),
+                "what": describe_action(entry.action, {}, redacted=False),
+            }
+            for entry in looked
+            if entry.action in LOOK_UPS
+        ],
+    }
+
+
+def _organisation(person: Any, actor: str, view: FamilyView) -> str:
+    if actor == view.user_id:
+        return "you"
+    if person is not None and person.organisation:
+        return str(person.organisation)
+    return "an organisation on the team"
+
+
+def _stamp(value: datetime | None) -> str | None:
+    return None if value is None else value.date().isoformat()
+
+
+def render_family_member(dossier: Mapping[str, Any]) -> str:
+    lines = [
+        f"What Patchwork holds about your family ({dossier['reference']})",
+        f"Copied {_when(dossier['exported_at'])}",
+        "",
+        f"Why your information is shared: {dossier['lawful_basis'] or 'not recorded'}",
+        f"You were told about the team: {dossier['told_about_the_team'] or '-'}",
+        "",
+        "People who support or supported your family:",
+        *_items(
+            ", ".join(
+                str(part)
+                for part in (
+                    entry["name"], entry["role"], entry["job_title"], entry["organisation"],
+                    "the lead" if entry["lead"] else None,
+                    f"from {entry['from']}",
+                    f"until {entry['until']}" if entry["until"] else "now",
+                    entry.get("phone"), entry.get("email"),
+                )
+                if part
+            )
+            for entry in dossier["involved"]
+        ),
+        "",
+        "When your record was looked at:",
+        *_items(
+            f"{entry['at']}: {entry['organisation']} {entry['what']}"
+            for entry in dossier["record_looked_at"]
+        ),
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def render_family(dossier: Mapping[str, Any]) -> str:

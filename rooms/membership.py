@@ -18,11 +18,12 @@ event twice sends nothing twice.
 
 from __future__ import annotations
 
-from markup import Markup, blocks, bullet_list, code, paragraph, room_link, user
+from markup import Markup, blocks, bullet_list, code, paragraph, room_link, text, user
 from rooms.actions import post_notice
 from rooms.admission import PRESENT, admission_refusal, revoke
 from rooms.direct_chat import tell_privately
 from rooms.family_room import governance_gaps
+from rooms.family_view import describe_member, refresh_views
 from rooms.people import named
 from rooms.policy import TeamPolicy, server_of
 from rooms.prompts import DirectRooms, add_interval, lead_handover_hint
@@ -103,11 +104,32 @@ async def on_member_event(
     notice = await _notice(tx, family, involvement, before, sender, name, was_active, policy)
     if notice is not None:
         await post_notice(tx, room_id, notice, event_id, "membership-notice")
+    if after == "join" or was_active:
+        await _tell_family(tx, family, involvement, event_id, policy, joined=after == "join")
     if after == "join" and involvement.is_active:
         greeting = await private_welcome(tx, family, involvement, name, policy)
         await tell_privately(
             tx, involvement.user_id, greeting, direct_rooms, event_id, "welcome"
         )
+
+
+async def _tell_family(
+    tx: Transaction,
+    family: Family,
+    involvement: Involvement,
+    event_id: str,
+    policy: TeamPolicy,
+    *,
+    joined: bool,
+) -> None:
+    """Family members who see their team get the card updated and a short note, naming the
+    practitioner by role and organisation; a hidden involvement changes nothing they see."""
+    if involvement.sensitive:
+        return
+    person = await tx.practitioners.get(involvement.user_id)
+    who = describe_member(involvement, person)
+    note = paragraph(text(f"{who} {'joined' if joined else 'left'} the team supporting you."))
+    await refresh_views(tx, family, event_id, actor=policy.bot_user_id, note=note)
 
 
 def _membership(value: str) -> Membership:

@@ -41,14 +41,17 @@ class TeamPolicy:
     """The operator's format for case references (`policy.reference_pattern`). It only narrows
     the safety rules of `rooms.references`, which every reference keeps whatever it says."""
 
+    family_servers: frozenset[str] = frozenset()
+    """Servers whose users may be given a family's own view (`policy.family_servers`), besides
+    the allowed ones: a council may run a public-facing homeserver for residents."""
     closed_case_retention: timedelta = timedelta(days=2192)
     """How long a closed family's record is kept before it is purged (`retention.closed_case`)."""
 
     def __post_init__(self) -> None:
         # Server names compare case-insensitively; normalise once instead of at every check.
-        object.__setattr__(
-            self, "allowed_servers", frozenset(name.lower() for name in self.allowed_servers)
-        )
+        for name in ("allowed_servers", "family_servers"):
+            servers = frozenset(server.lower() for server in getattr(self, name))
+            object.__setattr__(self, name, servers)
         if self.prompt_interval <= timedelta(0):
             raise ValueError("the prompt interval must be positive")
 

@@ -49,6 +49,9 @@ async def family_dossier(tx: Transaction, family_id: int) -> dict[str, Any]:
             " WHERE involvement.family_id = ? ORDER BY prompt.id",
             family_id,
         ),
+        "family_views": await _rows(
+            tx, "SELECT * FROM family_view WHERE family_id = ? ORDER BY id", family_id
+        ),
         "audit": await _rows(tx, "SELECT * FROM audit WHERE family_id = ? ORDER BY id", family_id),
     }
 

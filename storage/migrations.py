@@ -320,11 +320,40 @@ def _legacy_content(row: aiosqlite.Row) -> str:
     )
 
 
+_FAMILY_VIEWS = (
+    """
+    CREATE TABLE family_view (
+        id INTEGER PRIMARY KEY,
+        family_id INTEGER NOT NULL REFERENCES family (id),
+        user_id TEXT NOT NULL,
+        room_id TEXT UNIQUE,
+        status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'ended')),
+        card_event_id TEXT,
+        shared_by TEXT NOT NULL,
+        shared_at TEXT NOT NULL,
+        ended_at TEXT,
+        UNIQUE (family_id, user_id)
+    )
+    """,
+    "ALTER TABLE practitioner ADD COLUMN share_family INTEGER NOT NULL DEFAULT 0"
+    " CHECK (share_family IN (0, 1))",
+    "ALTER TABLE practitioner ADD COLUMN share_family_changed_at TEXT",
+)
+
+
+async def _v5_family_views(tx: Transaction) -> None:
+    """A family member's own view of their team (`!family share-with`), and each
+    practitioner's separate consent to show their contact details there."""
+    for statement in _FAMILY_VIEWS:
+        await tx.execute(statement)
+
+
 MIGRATIONS: list[Migration] = [
     _v1_initial_schema,
     _v2_outbox_priority,
     _v3_governance_history,
     _v4_keyed_audit,
+    _v5_family_views,
 ]
 LATEST_VERSION = len(MIGRATIONS)
 

@@ -47,6 +47,9 @@ class Practitioner:
     away_until: date | None
     created_at: datetime
     updated_at: datetime
+    share_family: bool = False
+    """A separate consent: contact details shown on family members' own view of the team."""
+    share_family_changed_at: datetime | None = None
 
     @classmethod
     def from_row(cls, row: Row) -> Practitioner:
@@ -62,6 +65,8 @@ class Practitioner:
             away_until=decode_optional_date(row["away_until"]),
             created_at=decode_time(row["created_at"]),
             updated_at=decode_time(row["updated_at"]),
+            share_family=bool(row["share_family"]),
+            share_family_changed_at=decode_optional_time(row["share_family_changed_at"]),
         )
 
 
@@ -296,4 +301,37 @@ class UndecryptedEvent:
             event_json=decode_json_object(row["event_json"]),
             first_seen_at=decode_time(row["first_seen_at"]),
             notified_at=decode_optional_time(row["notified_at"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FamilyView:
+    """A family member's own room with the bot, showing who supports them."""
+
+    id: int
+    family_id: int
+    user_id: str
+    room_id: str | None
+    status: Literal["active", "ended"]
+    card_event_id: str | None
+    shared_by: str
+    shared_at: datetime
+    ended_at: datetime | None
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == "active"
+
+    @classmethod
+    def from_row(cls, row: Row) -> FamilyView:
+        return cls(
+            id=row["id"],
+            family_id=row["family_id"],
+            user_id=row["user_id"],
+            room_id=row["room_id"],
+            status=row["status"],
+            card_event_id=row["card_event_id"],
+            shared_by=row["shared_by"],
+            shared_at=decode_time(row["shared_at"]),
+            ended_at=decode_optional_time(row["ended_at"]),
         )

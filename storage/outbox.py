@@ -182,6 +182,14 @@ class OutboxRepository:
             {"before": encode_time(before)},
         )
 
+    async def set_content(self, item_id: int, content: Mapping[str, Any]) -> None:
+        """Rewrite a pending message before it is sent (a card that changed meanwhile)."""
+        await self._tx.execute(
+            "UPDATE outbox SET payload = json_set(payload, '$.content', json(?))"
+            " WHERE id = ? AND sent_at IS NULL AND failed_at IS NULL",
+            (encode_json_object(content), item_id),
+        )
+
     async def forget_room(self, room_id: str) -> int:
         """Drop every item for a room the bot is leaving for good, sent or not."""
         return await self._tx.execute("DELETE FROM outbox WHERE room_id = ?", (room_id,))

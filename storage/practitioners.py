@@ -79,6 +79,20 @@ class PractitionerRepository:
         )
         return await self._require(user_id)
 
+    async def set_share_family(self, user_id: str, share: bool) -> Practitioner:
+        """The separate consent to show contact details on families' own views; the time
+        changes only when the answer does."""
+        current = await self._require(user_id)
+        if current.share_family == share and current.share_family_changed_at is not None:
+            return current
+        now = encode_time(self._tx.now())
+        await self._tx.execute(
+            "UPDATE practitioner SET share_family = ?, share_family_changed_at = ?,"
+            " updated_at = ? WHERE user_id = ?",
+            (int(share), now, now, user_id),
+        )
+        return await self._require(user_id)
+
     async def set_away_until(self, user_id: str, until: date | None) -> Practitioner:
         changed = await self._tx.execute(
             "UPDATE practitioner SET away_until = ?, updated_at = ? WHERE user_id = ?",
@@ -94,6 +108,7 @@ class PractitionerRepository:
         changed = await self._tx.execute(
             "UPDATE practitioner SET display_name = NULL, organisation = NULL, job_title = NULL,"
             " phone = NULL, email = NULL, share_contact = 0, share_contact_changed_at = NULL,"
+            " share_family = 0, share_family_changed_at = NULL,"
             " away_until = NULL, updated_at = ? WHERE user_id = ?",
             (encode_time(self._tx.now()), user_id),
         )

@@ -22,6 +22,7 @@ from storage.outbox import OutboxRepository
 from storage.practitioners import PractitionerRepository
 from storage.prompts import PromptRepository
 from storage.sync_state import SyncStateRepository
+from storage.views import FamilyViewRepository
 
 Params = Sequence[Any] | Mapping[str, Any]
 
@@ -46,6 +47,7 @@ class Transaction:
         self.families = FamilyRepository(self)
         self.involvements = InvolvementRepository(self)
         self.prompts = PromptRepository(self)
+        self.views = FamilyViewRepository(self)
 
     def now(self) -> datetime:
         """The injected clock, checked to be aware so stored times are never ambiguous."""

@@ -228,6 +228,11 @@ class PolicyConfig(_Section):
     admins: tuple[UserId, ...] = Field(
         default=(), description='a list of Matrix user ids, e.g. ["@it-admin:example.org"]'
     )
+    family_servers: tuple[str, ...] = Field(
+        default=(),
+        description="a list of homeserver names whose users may be given a family's own view "
+        "of its team (besides allowed_servers), e.g. [residents.example.org]",
+    )
     family_creators: Literal["anyone", "admins"] = Field(
         default="anyone", description="who may create family rooms: anyone or admins"
     )
@@ -237,9 +242,9 @@ class PolicyConfig(_Section):
         'e.g. "CIN/[0-9]{4}/[0-9]{5}"',
     )
 
-    @field_validator("allowed_servers", mode="after")
+    @field_validator("allowed_servers", "family_servers", mode="after")
     @classmethod
-    def _server_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+    def _server_names(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
         names: list[str] = []
         for raw in value:
             name = raw.strip().lower()
@@ -250,7 +255,7 @@ class PolicyConfig(_Section):
                 )
             if name not in names:
                 names.append(name)
-        if not names:
+        if not names and info.field_name == "allowed_servers":
             raise ValueError(
                 "is empty (expected at least one server name, e.g. [example.org]; "
                 "otherwise nobody could join a team)"

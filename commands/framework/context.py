@@ -25,6 +25,8 @@ class RoomKind(enum.Enum):
 
     DIRECT = "direct"
     FAMILY = "family"
+    VIEW = "family view"
+    """A family member's own room with the bot (`rooms.family_view`)."""
     OTHER = "other"
 
 

@@ -50,6 +50,7 @@ class Where(enum.Enum):
     ANYWHERE = "anywhere"
     FAMILY_ROOM = "family room"
     DIRECT = "direct chat"
+    FAMILY_VIEW = "family view"
 
     @property
     def room_kinds(self) -> frozenset[RoomKind]:
@@ -57,6 +58,8 @@ class Where(enum.Enum):
             return frozenset({RoomKind.FAMILY})
         if self is Where.DIRECT:
             return frozenset({RoomKind.DIRECT})
+        if self is Where.FAMILY_VIEW:
+            return frozenset({RoomKind.VIEW})
         # Other rooms may hold people outside any team, so nothing is answered there.
         return frozenset({RoomKind.FAMILY, RoomKind.DIRECT})
 
@@ -70,12 +73,15 @@ class Where(enum.Enum):
             return "in a family room"
         if self is Where.DIRECT:
             return "in a direct chat with me"
+        if self is Where.FAMILY_VIEW:
+            return "in your family's own room with me"
         return "in a family room or in a direct chat with me"
 
 
 ANYWHERE = Where.ANYWHERE
 FAMILY_ROOM = Where.FAMILY_ROOM
 DIRECT = Where.DIRECT
+FAMILY_VIEW = Where.FAMILY_VIEW
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import pytest
 
 from bot.devserver import LocalSynapse
 from devkit.clock import CLOCK_FILE_ENV
+from devkit.practitioner import Practitioner
 from tests.integration.conftest import BotFactory, MakePractitioner
 from tests.integration.test_family_rooms import activate, create_family
 from tests.integration.test_prompts import FAST_SWEEPS, BotClock
@@ -136,6 +137,7 @@ async def test_a_prompt_notifies_in_element_and_a_reply_does_not(
                 "isolation": "only_signed",
                 "require_in_reply_to": True,
                 "wait_for_mention": True,
+                "wait_for_poll": True,
             },
         )
     finally:
@@ -147,3 +149,60 @@ async def test_a_prompt_notifies_in_element_and_a_reply_does_not(
     assert "are you still involved" in prompt["body"]
     assert prompt["notify"] is True, "the practitioner's client notifies them of the prompt"
     assert prompt["highlight"] is True
+    # The prompt is followed by a poll Element shows as one-tap buttons; the prompt (an m.text)
+    # is what notifies, so the poll needs to decrypt but not to notify.
+    localpart = element_user.removeprefix("@").split(":")[0]
+    [poll] = [poll for poll in result["polls"] if localpart in str(poll["question"])]
+    print(f"\nthe poll as the client saw it, with its push decision: {poll}")
+    assert poll["question"].endswith("are you still involved with this family?")
+    assert [answer[0] for answer in poll["answers"]] == ["\u2705", "\u274c"]
+
+
+async def test_verify_user_in_element_is_cancelled_at_once_with_an_explanation(
+    synapse: LocalSynapse,
+    make_bot: BotFactory,
+    tmp_path: Path,
+) -> None:
+    """Element's "Verify User" on the bot (matrix-js-sdk's requestVerificationDM in the direct
+    chat) used to wait for ever; now the request ends cancelled by the bot within seconds,
+    with the reason code `m.user`, and the bot explains why in the chat."""
+    bot = await make_bot()
+    element_password = uuid.uuid4().hex
+    element_user = await synapse.register_user(
+        f"element-{uuid.uuid4().hex[:8]}", element_password
+    )
+    # The same person on a second device opens the direct chat, as Element's "Start chat" does.
+    other_device = Practitioner(
+        synapse.base_url, element_user, element_password, tmp_path / "other-device"
+    )
+    await other_device.login()
+    try:
+        dm = await other_device.create_encrypted_room(invite=[bot.user_id])
+        await other_device.wait_for_membership(dm, bot.user_id, "join")
+    finally:
+        await other_device.close()
+
+    result, stderr = await run_element_client(
+        tmp_path,
+        {
+            "homeserver": synapse.base_url,
+            "user_id": element_user,
+            "password": element_password,
+            "room_id": dm,
+            "bot_user_id": bot.user_id,
+            "text": "!help",
+            "timeout_seconds": 60,
+            "isolation": "only_signed",
+            "require_in_reply_to": True,
+            "verify_bot": True,
+        },
+    )
+    assert result["ok"], f"{result}\nstderr:\n{stderr}\n{bot.log_tail()}"
+    verification = result["verification"]
+    print(f"\nElement's verification request ended {verification}")
+    assert verification["phase"] == "Cancelled"
+    assert verification["cancellation_code"] == "m.user"
+    assert verification["cancelled_by"] == bot.user_id
+    assert verification["answered_ms"] < 10_000
+    assert verification["explanation"]["msgtype"] == "m.notice"
+    assert "patchwork fingerprint" in verification["explanation"]["body"]

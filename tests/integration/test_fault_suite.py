@@ -205,7 +205,7 @@ async def test_crash_after_an_invite_was_accepted_and_the_invitee_joined_meanwhi
     await lead.wait_for_notice(
         room_id,
         sender=bot.user_id,
-        predicate=lambda n: "joined" in n.body and guest.user_id in mentioned(n),
+        predicate=lambda n: "joined" in n.body and guest.user_id in (n.formatted_body or ""),
     )
     await ledger.settle(3.0)
 

@@ -14,7 +14,12 @@
 // wait_for_mention (default false: after the reply, also wait for an m.text from the bot that
 // mentions this user). For every bot message that mentions this user, the result lists its
 // msgtype and what this client's push rules decide for it (getPushActionsForEvent, as Element
-// decides whether to notify: in an encrypted room the server cannot).
+// decides whether to notify: in an encrypted room the server cannot). Polls the bot starts
+// (org.matrix.msc3381.poll.start) are listed in "polls" with the same push decision, and their
+// answers; wait_for_poll (default false) also waits, after the mention, for the poll asking
+// this user to decrypt.
+// verify_bot (default false): after the reply, ask to verify the bot as Element's "Verify User"
+// does (requestVerificationDM in room_id) and report how the request ended ("verification").
 
 import { readFileSync } from "node:fs";
 import { format } from "node:util";
@@ -93,6 +98,8 @@ function loadConfig() {
         require_in_reply_to: false,
         failure_grace_seconds: 3,
         wait_for_mention: false,
+        verify_bot: false,
+        wait_for_poll: false,
         ...config,
     };
 }
@@ -204,6 +211,7 @@ async function main() {
     const reply = Promise.withResolvers();
     const mentionText = Promise.withResolvers();
     const mentions = [];
+    const polls = [];
     const pushOf = (event) => {
         const actions = client.getPushActionsForEvent(event, true);
         return { notify: Boolean(actions?.notify), highlight: Boolean(actions?.tweaks?.highlight) };
@@ -224,6 +232,18 @@ async function main() {
                 () => reply.reject(new Error(`cannot decrypt the bot's reply: ${JSON.stringify(lastFailure)}`)),
                 config.failure_grace_seconds * 1000,
             );
+            return;
+        }
+        if (event.getType() === "org.matrix.msc3381.poll.start") {
+            if (polls.every((seen) => seen.event_id !== event.getId())) {
+                const start = event.getContent()?.["org.matrix.msc3381.poll.start"] ?? {};
+                polls.push({
+                    event_id: event.getId(),
+                    question: start.question?.["org.matrix.msc1767.text"] ?? null,
+                    answers: (start.answers ?? []).map((answer) => answer["org.matrix.msc1767.text"]),
+                    ...pushOf(event),
+                });
+            }
             return;
         }
         if (event.getType() !== "m.room.message") return;
@@ -268,6 +288,48 @@ async function main() {
         await mentionText.promise;
         mark("mention_decrypted");
     }
+    if (config.wait_for_poll) {
+        step("waiting for a poll from the bot");
+        // The poll that asks this user names them (by their display name, here the localpart).
+        const localpart = login.user_id.slice(1).split(":")[0];
+        await waitFor("a poll that asks me", async () =>
+            polls.some((poll) => String(poll.question).includes(localpart)),
+        );
+        mark("poll_decrypted");
+    }
+
+    let verification = null;
+    if (config.verify_bot) {
+        step("asking to verify the bot");
+        const begun = Date.now();
+        const request = await crypto.requestVerificationDM(config.bot_user_id, config.room_id);
+        const { Cancelled, Done, Ready, Started } = cryptoApi.VerificationPhase;
+        await waitFor("the verification request to be answered", async () =>
+            [Cancelled, Done, Ready, Started].includes(request.phase),
+        );
+        const answeredMs = Date.now() - begun;
+        step("waiting for the bot's explanation");
+        let explanation = null;
+        await waitFor("the bot's explanation", async () => {
+            const events = client.getRoom(config.room_id)?.getLiveTimeline().getEvents() ?? [];
+            for (const seen of events) {
+                await client.decryptEventIfNeeded(seen);
+                const body = seen.getContent()?.body ?? "";
+                if (seen.getSender() === config.bot_user_id && body.includes("verification")) {
+                    explanation = { msgtype: seen.getContent()?.msgtype ?? null, body };
+                    return true;
+                }
+            }
+            return false;
+        });
+        verification = {
+            phase: cryptoApi.VerificationPhase[request.phase],
+            cancellation_code: request.cancellationCode ?? null,
+            cancelled_by: request.cancellingUserId ?? null,
+            answered_ms: answeredMs,
+            explanation,
+        };
+    }
 
     const senderDeviceId = event.getWireContent()?.device_id ?? null;
     let verifiedByOwner = null;
@@ -288,6 +350,8 @@ async function main() {
             reply_in_reply_to: inReplyTo,
             reply_push: replyPush,
             mentions,
+            polls,
+            verification,
             reply_sender_device_id: senderDeviceId,
             reply_sender_device_verified_by_owner: verifiedByOwner,
             reply_shield: shield

@@ -160,6 +160,8 @@ EXPORT = yes("I am preparing the record of LDC-2026-0042")
 MYDATA = yes("I am preparing what Patchwork holds about you")
 CLOSED = yes("The record for LDC-2026-0042 is closed: its lead closed it.")
 NO_CONS = no("This family's lawful basis is public_task, not consent")
+SHARED_V = yes("I am opening a room for @parent:council.example showing who supports")
+NO_VIEW = no("@parent:council.example has no view of this team to end.")
 
 # Router refusals: the dispatcher never sees these messages.
 OTHER_SERVER = no("Sorry, I cannot help you: only people with an account on localhost")
@@ -196,6 +198,8 @@ BODIES: dict[str, str] = {
     "mydata": "!mydata",
     "family close": "!family close case stepped down",
     "family consent": "!family consent withdrawn",
+    "family share-with": "!family share-with @parent:council.example",
+    "family unshare": "!family unshare @parent:council.example",
 }
 
 COLUMNS = tuple(CALLERS)
@@ -230,6 +234,8 @@ TABLE: dict[str, tuple[Outcome, ...]] = {
     "mydata":            (IN_DM,   IN_DM,   IN_DM,   IN_DM,   IN_DM,   IN_DM,   MYDATA,  MYDATA),
     "family close":      (CLOSED,  CLOSED,  LEADS,   LEADS,   LEADS,   LEADS,   IN_ROOM, IN_ROOM),
     "family consent":    (NO_CONS, NO_CONS, LEADS,   LEADS,   LEADS,   LEADS,   IN_ROOM, IN_ROOM),
+    "family share-with": (SHARED_V, SHARED_V, LEADS, LEADS,   LEADS,   LEADS,   IN_ROOM, IN_ROOM),
+    "family unshare":    (NO_VIEW, NO_VIEW, LEADS,   LEADS,   LEADS,   LEADS,   IN_ROOM, IN_ROOM),
 }
 # fmt: on
 

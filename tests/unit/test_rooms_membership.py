@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from rooms.direct_chat import DIRECT_FOR_KEY, MESSAGES_KEY
+from rooms.direct_chat import (
+    DIRECT_FOR_KEY,
+    MESSAGES_KEY,
+    awaited_member,
+    on_direct_chat_created,
+    on_joined,
+)
 from storage import Database
 from tests.unit.test_team_commands_support import (
     ADMIN,
@@ -231,6 +237,24 @@ async def test_a_welcome_opens_a_direct_chat_when_there_is_none(db: Database) ->
     # Replaying the join opens nothing more.
     await member(db, TEACHER, "join", event_id=event_id, direct_rooms=lambda user_id: None)
     assert len(await outbox(db)) == before + 2
+
+    # Once the room exists the welcome is queued there, held until the teacher has joined it
+    # (before that their devices would not get the room key), and their join releases it.
+    async with db.transaction() as tx:
+        await on_direct_chat_created(tx, opening, "!newdm:council.example")
+        await tx.outbox.mark_retry(
+            (await tx.outbox.for_room("!newdm:council.example", ("message",)))[0].id,
+            "held", START + timedelta(hours=1), counted=False,
+        )
+    [held] = (await outbox(db))[before + 2 :]
+    assert held.room_id == "!newdm:council.example"
+    assert held.payload["content"] == content
+    assert awaited_member(held.payload) == TEACHER
+    async with db.transaction() as tx:
+        await on_joined(tx, "!newdm:council.example", NURSE)
+        assert held.id not in [item.id for item in await tx.outbox.due(100)]
+        await on_joined(tx, "!newdm:council.example", TEACHER)
+        assert held.id in [item.id for item in await tx.outbox.due(100)]
 
 
 async def test_welcome_skips_what_is_already_known(db: Database) -> None:

@@ -247,6 +247,7 @@ async def test_an_invite_to_a_server_that_does_not_answer_holds_back_no_reply(
         client.release.set()
         await _until(lambda: client.in_flight == 0, "the invites to finish")
     finally:
+        client.release.set()
         stop.set()
         out.wake()
         await running

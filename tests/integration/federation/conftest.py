@@ -36,10 +36,8 @@ class Federation:
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def federation(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Federation]:
     root = tmp_path_factory.mktemp("federation")
-    servers = [
-        FederatingSynapse(root / name, host)
-        for name, host in (("home", "127.0.0.1"), ("partner", "127.0.0.2"), ("outsider", "127.0.0.3"))
-    ]
+    hosts = {"home": "127.0.0.1", "partner": "127.0.0.2", "outsider": "127.0.0.3"}
+    servers = [FederatingSynapse(root / name, host) for name, host in hosts.items()]
     try:
         await asyncio.gather(*(server.start() for server in servers))
         yield Federation(*servers)
