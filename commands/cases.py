@@ -12,7 +12,7 @@ from markup import Markup, blocks, bold, bullet_list, code, day, paragraph, room
 from rooms.admission import is_on_team
 from rooms.policy import server_of
 
-MESSAGE_BUDGET = 12_000
+MESSAGE_BUDGET = 24_000
 """Characters of plain and HTML text per message: encryption adds about a third, and Synapse
 refuses events over 64 KiB (M_TOO_LARGE)."""
 

@@ -18,11 +18,13 @@ import phonenumbers
 from dateutil.parser import ParserError
 from dateutil.parser import parse as parse_date
 
+from commands.contact_family import contact_share_family
 from commands.framework.context import CommandContext, RoomKind
 from commands.framework.converters import Choice, Rest, Text, quoted
 from commands.framework.errors import UserInputError
 from commands.framework.registry import ANYWHERE, Command, command, group
 from markup import Markup, blocks, bullet_list, code, day, long_day, paragraph, tel, text
+from rooms.family_view import refresh_views_of_member
 from storage import Practitioner
 
 Field = Literal["name", "org", "title", "phone", "email"]
@@ -160,6 +162,7 @@ async def contact_set(ctx: CommandContext, field: Field, value: Rest[str]) -> No
     await tx.practitioners.ensure(ctx.sender)
     practitioner = await tx.practitioners.update_contact(ctx.sender, **{COLUMNS[field]: cleaned})
     await tx.audit.append(ctx.sender, "contact_update", detail={"field": field})
+    await refresh_views_of_member(tx, ctx.sender, ctx.event_id)
     saved = f"Saved your {LABELS[field]}."
     if field not in CONSENT_FIELDS:
         ctx.reply(paragraph(saved + " Your teams see it in " + code(f"{ctx.prefix}whois") + "."))
@@ -280,7 +283,7 @@ async def contact_away(ctx: CommandContext, until: Rest[str]) -> None:
         "number and email address are only shown if you share them."
     ),
     where=ANYWHERE,
-    subcommands=(contact_set, contact_share, contact_away),
+    subcommands=(contact_set, contact_share, contact_share_family, contact_away),
 )
 async def contact(ctx: CommandContext) -> None:
     practitioner = await ctx.tx.practitioners.get(ctx.sender)

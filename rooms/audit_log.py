@@ -29,6 +29,7 @@ ACTIONS: Mapping[str, str] = {
     "attention": "raised the team's attention (!attention)",
     "contact_update": "updated their contact details",
     "contact_share": "changed consent to share contact details",
+    "contact_share_family": "changed consent to show contact details to families",
     "contact_away": "set when they are away",
     "family_create": "asked for a family room",
     "family_create_failed": "family room could not be created",

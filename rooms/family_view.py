@@ -155,7 +155,7 @@ async def team_card(tx: Transaction, family: Family) -> Markup:
     )
 
 
-def describe_member(involvement: Involvement, person: Practitioner | None) -> str:
+def _describe(involvement: Involvement, person: Practitioner | None) -> str:
     """How a family sees a practitioner: organisation and role, never their user id."""
     work = [] if person is None else [p for p in (person.job_title, person.organisation) if p]
     role = involvement.role or "role not given yet"
@@ -164,7 +164,7 @@ def describe_member(involvement: Involvement, person: Practitioner | None) -> st
 
 def _card_line(involvement: Involvement, person: Practitioner | None) -> Markup:
     name = (person.display_name if person is not None else None) or "A practitioner"
-    line = text(f"{name}: {describe_member(involvement, person)}")
+    line = text(f"{name}: {_describe(involvement, person)}")
     if involvement.is_lead:
         line += text(" (the lead for your family)")
     if person is not None and person.share_family:

@@ -23,7 +23,7 @@ from rooms.actions import post_notice
 from rooms.admission import PRESENT, admission_refusal, revoke
 from rooms.direct_chat import tell_privately
 from rooms.family_room import governance_gaps
-from rooms.family_view import describe_member, refresh_views
+from rooms.family_view import refresh_views
 from rooms.people import named
 from rooms.policy import TeamPolicy, server_of
 from rooms.prompts import DirectRooms, add_interval, lead_handover_hint
@@ -127,8 +127,10 @@ async def _tell_family(
     if involvement.sensitive:
         return
     person = await tx.practitioners.get(involvement.user_id)
-    who = describe_member(involvement, person)
-    note = paragraph(text(f"{who} {'joined' if joined else 'left'} the team supporting you."))
+    who = involvement.role or "practitioner"
+    if person is not None and person.organisation:
+        who += f" from {person.organisation}"
+    note = paragraph(text(f"A {who} {'joined' if joined else 'left'} the team supporting you."))
     await refresh_views(tx, family, event_id, actor=policy.bot_user_id, note=note)
 
 

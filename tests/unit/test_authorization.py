@@ -162,6 +162,7 @@ CLOSED = yes("The record for LDC-2026-0042 is closed: its lead closed it.")
 NO_CONS = no("This family's lawful basis is public_task, not consent")
 SHARED_V = yes("I am opening a room for @parent:council.example showing who supports")
 NO_VIEW = no("@parent:council.example has no view of this team to end.")
+SHARE_F = yes("Send `!contact share-family off` to stop at any time.")
 
 # Router refusals: the dispatcher never sees these messages.
 OTHER_SERVER = no("Sorry, I cannot help you: only people with an account on localhost")
@@ -199,6 +200,7 @@ BODIES: dict[str, str] = {
     "family close": "!family close case stepped down",
     "family consent": "!family consent withdrawn",
     "family share-with": "!family share-with @parent:council.example",
+    "contact share-family": "!contact share-family on",
     "family unshare": "!family unshare @parent:council.example",
 }
 
@@ -236,6 +238,8 @@ TABLE: dict[str, tuple[Outcome, ...]] = {
     "family consent":    (NO_CONS, NO_CONS, LEADS,   LEADS,   LEADS,   LEADS,   IN_ROOM, IN_ROOM),
     "family share-with": (SHARED_V, SHARED_V, LEADS, LEADS,   LEADS,   LEADS,   IN_ROOM, IN_ROOM),
     "family unshare":    (NO_VIEW, NO_VIEW, LEADS,   LEADS,   LEADS,   LEADS,   IN_ROOM, IN_ROOM),
+    "contact share-family": (SHARE_F, SHARE_F, SHARE_F, SHARE_F, SHARE_F, SHARE_F, SHARE_F,
+                             SHARE_F),
 }
 # fmt: on
 
