@@ -104,7 +104,7 @@ async def on_member_event(
     notice = await _notice(tx, family, involvement, before, sender, name, was_active, policy)
     if notice is not None:
         await post_notice(tx, room_id, notice, event_id, "membership-notice")
-    if after == "join" or was_active:
+    if (after == "join") != (before == "join"):
         await _tell_family(tx, family, involvement, event_id, policy, joined=after == "join")
     if after == "join" and involvement.is_active:
         greeting = await private_welcome(tx, family, involvement, name, policy)
