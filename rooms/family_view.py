@@ -245,3 +245,10 @@ async def end_all_views(tx: Transaction, family: Family, *cause: str, actor: str
     for view in await tx.views.active_for(family.id):
         ended += await end_view(tx, view, *cause, actor=actor)
     return ended
+
+
+async def left_view(tx: Transaction, room_id: str, user_id: str, event_id: str) -> None:
+    """The family member left their room (or was removed): their view ends there."""
+    view = await tx.views.by_room(room_id)
+    if view is not None and view.user_id == user_id:
+        await end_view(tx, view, event_id, actor=user_id)

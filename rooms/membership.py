@@ -23,7 +23,7 @@ from rooms.actions import post_notice
 from rooms.admission import PRESENT, admission_refusal, revoke
 from rooms.direct_chat import tell_privately
 from rooms.family_room import governance_gaps
-from rooms.family_view import refresh_views
+from rooms.family_view import left_view, refresh_views
 from rooms.people import named
 from rooms.policy import TeamPolicy, server_of
 from rooms.prompts import DirectRooms, add_interval, lead_handover_hint
@@ -56,7 +56,11 @@ async def on_member_event(
     if user_id == policy.bot_user_id or membership not in ROSTER_MEMBERSHIPS:
         return
     family = await tx.families.by_room(room_id)
-    if family is None or family.status == "purged":
+    if family is None:
+        if membership in ("leave", "ban"):
+            await left_view(tx, room_id, user_id, event_id)
+        return
+    if family.status == "purged":
         return
     current = await tx.involvements.get(family.id, user_id)
     before: Membership | None = None if current is None else current.membership

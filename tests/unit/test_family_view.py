@@ -261,3 +261,16 @@ async def test_the_family_members_data_holds_the_card_and_who_looked(
     text = json.dumps(data)
     for user_id in (LEAD, TEACHER, NURSE, WORKER):
         assert user_id not in text, "practitioners' user ids are not the family's to see"
+
+
+async def test_a_family_member_who_leaves_their_room_ends_their_view(
+    db: Database, clock: ManualClock
+) -> None:
+    view = await shared(db, clock)
+    await member(db, PARENT, "leave", room_id=VIEW_ROOM)
+    async with db.read() as tx:
+        ended = await tx.views.get(view.id)
+    assert ended is not None
+    assert not ended.is_active
+    [row] = await audits(db, "view_unshared")
+    assert row.actor == PARENT
