@@ -161,8 +161,10 @@ async def measure(path: Path, families: int, rounds: int) -> dict[str, Any]:
                 return parse_invocation(command_text(event.body, event.formatted_body), "!")
 
             await timed("parse", parse)
-            await timed("transaction", lambda event=event: loop.process_event(
-                room, event, apply_effects=True))
+            async def handle(event: RoomMessageText = event) -> None:
+                await loop.process_event(room, event, apply_effects=True)
+
+            await timed("transaction", handle)
 
             async def token(index: int = index) -> None:
                 async with db.transaction() as tx:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import shutil
 import tempfile
 import time
@@ -22,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from bench.dbtime import DatabaseTime
 from bot.clock import ManualClock
 from bot.working_hours import WorkingHours
 from rooms.policy import TeamPolicy
@@ -91,9 +93,9 @@ async def baseline(db: Database) -> int:
     while True:
         async with db.transaction() as tx:
             due = await tx.involvements.due_for_prompt(tx.now(), SETTINGS.batch_size)
-            for row in due:
-                assert row.next_prompt_at is not None
-                await tx.prompts.insert(row.id, row.next_prompt_at)
+            await tx.prompts.insert_many(
+                [(row.id, row.next_prompt_at) for row in due if row.next_prompt_at is not None]
+            )
             await tx.involvements.clear_next_prompts([row.id for row in due])
         visited += len(due)
         if len(due) < SETTINGS.batch_size:
@@ -109,10 +111,16 @@ async def mark_all_sent(db: Database) -> None:
         )
 
 
-async def timed(label: str, work: Callable[[], Awaitable[object]]) -> float:
-    started = time.perf_counter()
-    result = await work()
-    elapsed = time.perf_counter() - started
+async def timed(
+    figures: dict[str, dict[str, float]], key: str, label: str,
+    work: Callable[[], Awaitable[object]],
+) -> float:
+    """Run `work`, print its wall and database time, and keep both under `key`."""
+    meter = DatabaseTime()
+    with meter.counting():
+        started = time.perf_counter()
+        result = await work()
+        elapsed = time.perf_counter() - started
     detail = ""
     if isinstance(result, SweepReport):
         detail = (
@@ -121,49 +129,66 @@ async def timed(label: str, work: Callable[[], Awaitable[object]]) -> float:
         )
     elif isinstance(result, int):
         detail = f"{result} rows"
-    print(f"{label:<44} {elapsed:8.2f} s   {detail}")
+    print(f"{label:<40} {elapsed * 1000:8.0f} ms {meter.seconds * 1000:8.0f} ms   {detail}")
+    figures[key] = {"wall_ms": elapsed * 1000, "database_ms": meter.seconds * 1000,
+                    "statements": meter.calls}
     return elapsed
 
 
-async def run(families: int, members: int) -> None:
+async def chain_intact(db: Database) -> bool:
+    async with db.read() as tx:
+        return await tx.audit.verify() is None
+
+
+async def run(families: int, members: int) -> dict[str, object]:
     total = families * members
+    figures: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="patchwork-sweep-") as folder:
         template = Path(folder) / "template.db"
         await build(template, families, members)
         print(f"{total} involvements in {families} families, all due; batches of "
               f"{SETTINGS.batch_size}\n")
+        print(f"{'':<40} {'wall':>11} {'database':>11}")
 
         clock = ManualClock(DUE + timedelta(minutes=5))
         base_path = Path(folder) / "baseline.db"
         shutil.copy(template, base_path)
         async with await Database.open(base_path, clock=clock) as db:
-            floor = await timed(
-                "baseline: one prompt row per due involvement", lambda: baseline(db)
-            )
+            await timed(figures, "baseline", "baseline: one prompt row per due involvement",
+                        lambda: baseline(db))
 
         sweep_path = Path(folder) / "sweep.db"
         shutil.copy(template, sweep_path)
-        async with await Database.open(sweep_path, clock=clock) as db:
-            first = await timed(
-                f"first sweep: {total} prompts queued", lambda: sweep(db, SETTINGS, POLICY)
-            )
-            idle = await timed("idle sweep: nothing due", lambda: sweep(db, SETTINGS, POLICY))
+        async with await Database.open(sweep_path, clock=clock, audit_key=bytes(32)) as db:
+            await timed(figures, "first", f"first sweep: {total} prompts queued",
+                        lambda: sweep(db, SETTINGS, POLICY))
+            await timed(figures, "idle", "idle sweep: nothing due",
+                        lambda: sweep(db, SETTINGS, POLICY))
             await mark_all_sent(db)
             clock.advance(timedelta(days=3))
-            await timed(f"reminder sweep: {total} reminders", lambda: sweep(db, SETTINGS, POLICY))
+            await timed(figures, "reminders", f"reminder sweep: {total} reminders",
+                        lambda: sweep(db, SETTINGS, POLICY))
             clock.advance(timedelta(days=11))
-            await timed(f"lapse sweep: {total} lapses", lambda: sweep(db, SETTINGS, POLICY))
-
-        print(f"\nfirst sweep: {first / floor:.1f}x the baseline, "
-              f"{first / total * 1e6:.0f} us per involvement; idle sweep {idle * 1000:.1f} ms")
+            await timed(figures, "lapses", f"lapse sweep: {total} lapses",
+                        lambda: sweep(db, SETTINGS, POLICY))
+            intact = await chain_intact(db)
+    first, floor = figures["first"], figures["baseline"]
+    print(f"\nfirst sweep: {first['database_ms'] / floor['database_ms']:.1f}x the baseline's "
+          f"database time, {first['wall_ms'] / total * 1000:.0f} us per involvement; audit "
+          f"chain {'intact' if intact else 'BROKEN'}")
+    return {"involvements": total, "audit_chain_intact": intact, **figures}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--families", type=int, default=2000)
     parser.add_argument("--members", type=int, default=5)
+    parser.add_argument("--json", type=Path, default=Path("build/bench/prompt_sweep.json"))
     args = parser.parse_args()
-    asyncio.run(run(args.families, args.members))
+    result = asyncio.run(run(args.families, args.members))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2), encoding="utf-8")
+    print(f"written to {args.json}")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from bot.router import EventRouter
 from bot.scheduler import SweepScheduler
 from bot.settings import prompt_settings, team_policy
 from bot.sync import SyncLoop
+from bot.typing import typing_while
 from bot.verification import VerificationRefuser
 from commands import build_registry
 from rooms.direct_chat import DIRECT_FOR_KEY, awaited_member, on_direct_chat_created
@@ -53,9 +54,10 @@ async def open_database(config: Config, *, clock: Clock = utc_now) -> Database:
     return await Database.open(config.storage.path / DATABASE_FILE, clock=clock, audit_key=key)
 
 
-async def _attachment(db: Database, item: OutboxItem) -> Attachment:
-    """The file an export item stands for, built from the database when it is sent."""
-    async with db.read() as tx:
+async def _attachment(db: Database, client: AsyncClient, item: OutboxItem) -> Attachment:
+    """The file an export item stands for, built from the database when it is sent, with
+    the bot shown typing in the room meanwhile."""
+    async with typing_while(client, item.room_id), db.read() as tx:
         return await build_attachment(tx, item.payload)
 
 
@@ -130,7 +132,7 @@ async def run_bot(
                     and not has_joined(client, item.room_id, waiting)
                     else held_until(item.payload, now, prompts)
                 ),
-                attachment=lambda item: _attachment(db, item),
+                attachment=lambda item: _attachment(db, client, item),
                 faults=faults,
                 metrics=metrics,
             )

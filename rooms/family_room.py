@@ -99,29 +99,30 @@ def power_levels(lead: str | None) -> dict[str, Any]:
     }
 
 
-def acl_host(server_name: str) -> str:
-    """Server ACLs match a server's host without its port ("127.0.0.2:8448" -> "127.0.0.2")."""
-    if server_name.startswith("["):
-        return server_name[: server_name.find("]") + 1]
-    return server_name.rpartition(":")[0] if ":" in server_name else server_name
-
-
 def server_acl(policy: TeamPolicy) -> dict[str, Any]:
     """The `m.room.server_acl` content: only the allowed servers (and the bot's own, always)
     may take part in a family room, so a server not on the list cannot join it, fetch its
-    state or history, or send into it, whatever invite reached it."""
-    hosts = {acl_host(name) for name in policy.allowed_servers}
-    hosts.add(acl_host(server_of(policy.bot_user_id)))
+    state or history, or send into it, whatever invite reached it. Synapse checks the
+    requests of other servers by host (no port) and its own name with its port, so a name with
+    a port is listed both ways."""
+    names = set(policy.allowed_servers) | {server_of(policy.bot_user_id)}
     return {
-        "allow": sorted(hosts),
+        "allow": sorted(names | {_host(name) for name in names}),
         "deny": [],
-        "allow_ip_literals": any(_is_ip_literal(host) for host in hosts),
+        "allow_ip_literals": any(_is_ip_literal(name) for name in names),
     }
 
 
-def _is_ip_literal(host: str) -> bool:
+def _host(server_name: str) -> str:
+    """"127.0.0.2:8448" -> "127.0.0.2", "[::1]:8448" -> "[::1]", "example.org" unchanged."""
+    if server_name.startswith("["):
+        return server_name[: server_name.find("]") + 1]
+    return server_name.partition(":")[0]
+
+
+def _is_ip_literal(server_name: str) -> bool:
     try:
-        ipaddress.ip_address(host.strip("[]"))
+        ipaddress.ip_address(_host(server_name).strip("[]"))
     except ValueError:
         return False
     return True

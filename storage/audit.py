@@ -20,7 +20,13 @@ import hmac
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from storage.codec import canonical_json, decode_json_object, encode_json_object, encode_time
+from storage.codec import (
+    canonical_json,
+    decode_json_object,
+    decode_time,
+    encode_json_object,
+    encode_time,
+)
 from storage.models import AuditEntry
 
 if TYPE_CHECKING:
@@ -31,6 +37,9 @@ if TYPE_CHECKING:
 GENESIS_HASH = "0" * 64
 PSEUDONYM_PREFIX = "pseudonym:"
 _VERIFY_BATCH = 500
+_INSERT = (
+    "INSERT INTO audit (at, actor, family_id, action, detail, prev_hash, content_hash, hash)"
+)
 
 
 def content_hash(
@@ -79,48 +88,62 @@ class AuditRepository:
         detail: Mapping[str, Any] | None = None,
     ) -> AuditEntry:
         """Add a row at the end of the chain; reads are audited as well as writes."""
-        row_id = await self._insert(await self._head(), actor, action, family_id, detail or {})
-        row = await self._tx.fetchone("SELECT * FROM audit WHERE id = ?", (row_id[0],))
-        if row is None:
-            raise RuntimeError("the audit row just written cannot be read back")
-        return AuditEntry.from_row(row)
+        row = self._row(await self._head(), actor, action, family_id, detail or {})
+        row_id = await self._tx.insert(_INSERT + " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
+        if row_id is None:
+            raise RuntimeError("the audit row was not inserted")
+        # Built from what was written rather than read back: one trip fewer per command.
+        at, actor, family_id, action, stored_detail, prev_hash, _, link = row
+        return AuditEntry(
+            id=row_id,
+            at=decode_time(at),
+            actor=actor,
+            family_id=family_id,
+            action=action,
+            detail=decode_json_object(stored_detail),
+            prev_hash=prev_hash,
+            hash=link,
+        )
 
     async def append_many(
         self, actor: str, action: str, rows: Sequence[tuple[int | None, Mapping[str, Any]]]
     ) -> int:
         """Add one row per (family_id, detail), chained in order, reading the chain's end once.
 
-        For the bot's bulk steps (thousands of prompts after an outage), where `append`'s
-        read-back of every row would dominate. Returns the number of rows written.
+        For the bot's bulk steps (thousands of prompts after an outage): the links are
+        computed first, then written with one multi-row INSERT per chunk, whose rows get
+        ascending ids in the chain's order. Returns the number of rows written.
         """
+        if not rows:
+            return 0
         prev_hash = await self._head()
+        values: list[tuple[Any, ...]] = []
         for family_id, detail in rows:
-            _, prev_hash = await self._insert(prev_hash, actor, action, family_id, detail)
+            row = self._row(prev_hash, actor, action, family_id, detail)
+            values.append(row)
+            prev_hash = row[-1]
+        await self._tx.insert_rows(_INSERT, values)
         return len(rows)
 
     async def _head(self) -> str:
         last = await self._tx.fetchone("SELECT hash FROM audit ORDER BY id DESC LIMIT 1")
         return GENESIS_HASH if last is None else str(last["hash"])
 
-    async def _insert(
+    def _row(
         self,
         prev_hash: str,
         actor: str,
         action: str,
         family_id: int | None,
         detail: Mapping[str, Any],
-    ) -> tuple[int | None, str]:
+    ) -> tuple[str, str, int | None, str, str, str, str, str]:
+        """The values of one row (`_INSERT`'s columns), linked to `prev_hash`."""
         # Store exactly the JSON that is hashed, so verify() recomputes the same value.
         stored_detail = encode_json_object(dict(detail))
         at = encode_time(self._tx.now())
         digest = content_hash(at, actor, family_id, action, decode_json_object(stored_detail))
         link = link_hash(self._key, prev_hash, digest)
-        row_id = await self._tx.insert(
-            "INSERT INTO audit (at, actor, family_id, action, detail, prev_hash, content_hash,"
-            " hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (at, actor, family_id, action, stored_detail, prev_hash, digest, link),
-        )
-        return row_id, link
+        return (at, actor, family_id, action, stored_detail, prev_hash, digest, link)
 
     async def recent(self, family_id: int | None, limit: int) -> list[AuditEntry]:
         """Newest first; one family's rows, or every row when family_id is None."""

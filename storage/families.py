@@ -7,6 +7,7 @@ The family's columns hold the current governance record; every record made is al
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +58,13 @@ class FamilyRepository:
 
     async def get(self, family_id: int) -> Family | None:
         return await self._one("SELECT * FROM family WHERE id = ?", family_id)
+
+    async def many(self, family_ids: Iterable[int]) -> dict[int, Family]:
+        """Several families in one query, by id (missing ids are left out)."""
+        rows = await self._tx.fetchall_in(
+            "SELECT * FROM family WHERE id IN ({in_list})", family_ids
+        )
+        return {int(row["id"]): Family.from_row(row) for row in rows}
 
     async def by_room(self, room_id: str) -> Family | None:
         return await self._one("SELECT * FROM family WHERE room_id = ?", room_id)

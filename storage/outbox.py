@@ -7,7 +7,7 @@ is deduplicated by the homeserver instead of being sent twice.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -85,6 +85,22 @@ class OutboxRepository:
             ),
         )
         return changed > 0
+
+    async def enqueue_many(
+        self, items: Sequence[tuple[str, str, str, Mapping[str, Any]]], *, priority: int
+    ) -> None:
+        """`enqueue` for a batch of (txn_id, room_id, kind, payload), one statement per chunk
+        (the sweep queues thousands); a txn_id already queued is left as it was."""
+        if any(not txn_id for txn_id, *_ in items):
+            raise ValueError("an outbox item needs a transaction id")
+        now = encode_time(self._tx.now())
+        await self._tx.insert_rows(
+            "INSERT OR IGNORE INTO outbox (txn_id, room_id, kind, payload, created_at, priority)",
+            [
+                (txn_id, room_id, kind, encode_json_object(payload), now, priority)
+                for txn_id, room_id, kind, payload in items
+            ],
+        )
 
     async def due(self, limit: int = 50) -> list[OutboxItem]:
         """Pending items whose retry time has come, highest priority first, then oldest first.

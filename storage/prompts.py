@@ -36,6 +36,16 @@ class PromptRepository:
             (involvement_id, encode_time(due_at)),
         )
 
+    async def insert_many(self, wanted: Sequence[tuple[int, datetime]]) -> dict[int, int]:
+        """`insert` for a batch of (involvement id, due date), one statement per chunk: the
+        new prompt id of each involvement not already asked for that due date."""
+        rows = await self._tx.insert_rows(
+            "INSERT OR IGNORE INTO prompt (involvement_id, due_at)",
+            [(involvement_id, encode_time(due_at)) for involvement_id, due_at in wanted],
+            returning="id, involvement_id",
+        )
+        return {int(row["involvement_id"]): int(row["id"]) for row in rows}
+
     async def delete(self, prompt_id: int) -> bool:
         """Forget a prompt that was never sent, so its involvement can be asked again."""
         return await self._tx.execute("DELETE FROM prompt WHERE id = ?", (prompt_id,)) > 0

@@ -28,6 +28,8 @@ Params = Sequence[Any] | Mapping[str, Any]
 
 IN_LIST_CHUNK = 500
 """Values per `IN (...)` list, well under SQLite's limit on bound parameters."""
+ROWS_PARAMETERS = 4000
+"""Bound parameters per multi-row INSERT (`insert_rows`), well under SQLite's limit."""
 
 
 class Transaction:
@@ -88,6 +90,30 @@ class Transaction:
         for chunk, statement in _in_list_chunks(sql, values):
             changed += await self.execute(statement, (*leading, *chunk))
         return changed
+
+    async def insert_rows(
+        self, sql: str, rows: Sequence[Sequence[Any]], returning: str = ""
+    ) -> list[aiosqlite.Row]:
+        """One multi-row `INSERT ... VALUES (...), (...)` per chunk of `rows`, in their order
+        (so rowids ascend with it): a batch costs one trip to the database thread, not one per
+        row. `sql` is the statement up to VALUES; `returning` (say "id") gives the rows of a
+        RETURNING clause, which for INSERT OR IGNORE are only those inserted."""
+        if not rows:
+            return []
+        width = len(rows[0])
+        group = "(" + ", ".join("?" * width) + ")"
+        step = max(1, ROWS_PARAMETERS // width)
+        suffix = f" RETURNING {returning}" if returning else ""
+        returned: list[aiosqlite.Row] = []
+        for start in range(0, len(rows), step):
+            chunk = rows[start : start + step]
+            statement = f"{sql} VALUES {', '.join([group] * len(chunk))}{suffix}"
+            params = [value for row in chunk for value in row]
+            if returning:
+                returned.extend(await self.fetchall(statement, params))
+            else:
+                await self.execute(statement, params)
+        return returned
 
     async def fetchone(self, sql: str, params: Params = ()) -> aiosqlite.Row | None:
         self._check_open()

@@ -169,9 +169,9 @@ class _Loaded:
     @classmethod
     async def of(cls, tx: Transaction, involvements: Iterable[Involvement]) -> _Loaded:
         rows = list(involvements)
-        families: dict[int, Family | None] = {}
-        for family_id in sorted({row.family_id for row in rows}):
-            families[family_id] = await tx.families.get(family_id)
+        found = await tx.families.many(row.family_id for row in rows)
+        families: dict[int, Family | None] = {row.family_id: found.get(row.family_id)
+                                              for row in rows}
         return cls(families, await tx.practitioners.many(row.user_id for row in rows))
 
     def name(self, user_id: str) -> str | None:
@@ -195,7 +195,7 @@ async def _prompt_batch(
     loaded = await _Loaded.of(tx, due)
     now = tx.now()
     cleared: list[int] = []
-    audit_rows: list[tuple[int | None, dict[str, object]]] = []
+    asked: list[tuple[Involvement, Family, datetime]] = []
     for involvement in due:
         due_at = involvement.next_prompt_at
         family = loaded.families.get(involvement.family_id)
@@ -220,14 +220,20 @@ async def _prompt_batch(
             continue
         # No next prompt while this one is open: the answer (or the lapse) decides what follows.
         cleared.append(involvement.id)
-        prompt_id = await tx.prompts.insert(involvement.id, due_at)
-        if prompt_id is None:
+        asked.append((involvement, family, due_at))
+    # One statement each for the batch's prompt rows, outbox items and audit rows.
+    prompt_ids = await tx.prompts.insert_many([(row.id, due_at) for row, _, due_at in asked])
+    items: list[tuple[str, str, str, dict[str, object]]] = []
+    audit_rows: list[tuple[int | None, dict[str, object]]] = []
+    for involvement, family, due_at in asked:
+        prompt_id = prompt_ids.get(involvement.id)
+        if prompt_id is None or family.room_id is None:
             report.skipped += 1  # already asked for this due date
             continue
         question = prompt_text(
             involvement, loaded.name(involvement.user_id), settings, policy.command_prefix
         )
-        await tx.outbox.enqueue(
+        items.append((
             prompt_transaction_id(involvement.id, due_at),
             family.room_id,
             "message",
@@ -237,8 +243,7 @@ async def _prompt_batch(
                 PROMPT_PAYLOAD_KEY: prompt_id,
                 WORKING_HOURS_KEY: True,
             },
-            priority=BACKGROUND,
-        )
+        ))
         audit_rows.append(
             (
                 family.id,
@@ -247,6 +252,7 @@ async def _prompt_batch(
         )
         report.prompted += 1
         report.prompted_users.append(involvement.user_id)
+    await tx.outbox.enqueue_many(items, priority=BACKGROUND)
     await tx.involvements.clear_next_prompts(cleared)
     await tx.audit.append_many(policy.bot_user_id, "prompt", audit_rows)
 
@@ -273,6 +279,7 @@ async def _reminder_batch(
     involvements = await tx.involvements.by_ids(prompt.involvement_id for prompt in prompts)
     loaded = await _Loaded.of(tx, involvements.values())
     reminded: list[int] = []
+    items: list[tuple[str, str, str, dict[str, object]]] = []
     audit_rows: list[tuple[int | None, dict[str, object]]] = []
     for prompt in prompts:
         involvement = involvements.get(prompt.involvement_id)
@@ -293,15 +300,15 @@ async def _reminder_batch(
         ).to_content()
         if prompt.event_id is not None:
             content["m.relates_to"] = {"m.in_reply_to": {"event_id": prompt.event_id}}
-        await tx.outbox.enqueue(
+        items.append((
             transaction_id("prompt", str(prompt.id), "reminder"),
             family.room_id,
             "message",
             {"type": "m.room.message", "content": content, WORKING_HOURS_KEY: True},
-            priority=BACKGROUND,
-        )
+        ))
         reminded.append(prompt.id)
         audit_rows.append((family.id, {"user": involvement.user_id, "prompt_id": prompt.id}))
+    await tx.outbox.enqueue_many(items, priority=BACKGROUND)
     await tx.prompts.mark_reminded_many(reminded)
     await tx.audit.append_many(policy.bot_user_id, "prompt_reminder", audit_rows)
     report.reminded += len(reminded)

@@ -233,3 +233,10 @@ async def test_purge_leaves_a_minimal_record_and_frees_the_reference(
     async with db.transaction() as tx:
         again = await tx.families.create(REF, "!new:council.example", LEAD)
     assert again.id != family.id
+
+
+async def test_cases_is_audited(db: Database, clock: ManualClock) -> None:
+    await active_family(db, joined=(TEACHER,))
+    await say(db, "!cases", sender=TEACHER, room_id=DM, room_kind=RoomKind.DIRECT)
+    [row] = await audits(db, "cases")
+    assert (row.actor, row.family_id, row.detail) == (TEACHER, None, {"families": 1})

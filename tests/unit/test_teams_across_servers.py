@@ -362,9 +362,10 @@ def test_every_family_room_is_created_with_an_acl_of_the_allowed_servers() -> No
     )
     request = create_room_request(REF, LEAD, policy)
     [acl] = [e for e in request["initial_state"] if e["type"] == SERVER_ACL_EVENT]
-    # Ports are not part of ACL matching; the bot's own server is never left out.
+    # Synapse checks other servers by host and its own name with its port: both are listed.
+    # The bot's own server is never left out.
     assert acl["content"] == {
-        "allow": ["127.0.0.1", "127.0.0.2", "school.example"],
+        "allow": ["127.0.0.1", "127.0.0.1:8481", "127.0.0.2", "127.0.0.2:8482", "school.example"],
         "deny": [],
         "allow_ip_literals": True,
     }
