@@ -42,4 +42,4 @@ class DatabaseTime:
         try:
             yield self
         finally:
-            aiosqlite.core.Connection._execute = original  # type: ignore[method-assign,assignment]
+            aiosqlite.core.Connection._execute = original  # type: ignore[method-assign]

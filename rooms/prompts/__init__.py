@@ -24,6 +24,7 @@ from rooms.prompts.answers import (
     poll_answers,
     reaction_answer,
 )
+from rooms.prompts.asking import prompt_transaction_id
 from rooms.prompts.schedule import (
     PromptSettings,
     WorkingSchedule,
@@ -36,7 +37,7 @@ from rooms.prompts.schedule import (
     next_prompt_time,
     reminder_due,
 )
-from rooms.prompts.sweep import DirectRooms, SweepReport, prompt_transaction_id, sweep
+from rooms.prompts.sweep import DirectRooms, SweepReport, sweep
 from rooms.prompts.wording import (
     LAPSE_KICK_REASON,
     LEAVE_KICK_REASON,

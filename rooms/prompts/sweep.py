@@ -19,20 +19,17 @@ is replayed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 
 from markup import Markup, Reply, blocks, paragraph, user
 from rooms.actions import kick_user, post_notice
 from rooms.people import named
 from rooms.policy import TeamPolicy
-from rooms.prompts.answers import PROMPT_PAYLOAD_KEY, iso
+from rooms.prompts.asking import Loaded, plan_prompts, write_prompts
 from rooms.prompts.schedule import (
     WORKING_HOURS_KEY,
     PromptSettings,
-    back_from_away,
-    is_away,
     lapse_due,
     local_today,
 )
@@ -41,7 +38,6 @@ from rooms.prompts.wording import (
     admin_report_text,
     admin_request,
     lapsed_text,
-    prompt_text,
     reminder_text,
 )
 from storage import (
@@ -49,7 +45,6 @@ from storage import (
     Database,
     Family,
     Involvement,
-    Practitioner,
     Prompt,
     Transaction,
     transaction_id,
@@ -147,119 +142,22 @@ async def _prompt_batches(
     db: Database, settings: PromptSettings, policy: TeamPolicy, report: SweepReport
 ) -> None:
     """Every handled involvement gets a new `next_prompt_at` (none while its prompt is open,
-    or a later one while its practitioner is away), so each batch only sees rows not yet seen."""
+    or a later one while its practitioner is away), so each batch only sees rows not yet seen.
+
+    The questions are written out between a read and the write transaction, with no lock
+    held and yielding to the event loop, so a command waits for the batch's statements only,
+    never for the text of two hundred questions."""
     while True:
-        async with db.transaction() as tx:
+        async with db.read() as tx:
             due = await tx.involvements.due_for_prompt(tx.now(), settings.batch_size)
-            await _prompt_batch(tx, due, settings, policy, report)
+            loaded = await Loaded.of(tx, due)
+            now = tx.now()
+        plan = await plan_prompts(due, loaded, now, settings, policy)
+        async with db.transaction() as tx:
+            await write_prompts(tx, plan, policy, report)
         report.batch_committed()
         if len(due) < settings.batch_size:
             return
-
-
-@dataclass
-class _Loaded:
-    """What a batch reads up front, a query per kind rather than a few per row: the
-    sweep after a long outage handles thousands of rows, and each query is a thread hop."""
-
-    families: dict[int, Family | None]
-    people: dict[str, Practitioner]
-    leads: dict[int, Involvement | None] = field(default_factory=dict)
-
-    @classmethod
-    async def of(cls, tx: Transaction, involvements: Iterable[Involvement]) -> _Loaded:
-        rows = list(involvements)
-        found = await tx.families.many(row.family_id for row in rows)
-        families: dict[int, Family | None] = {row.family_id: found.get(row.family_id)
-                                              for row in rows}
-        return cls(families, await tx.practitioners.many(row.user_id for row in rows))
-
-    def name(self, user_id: str) -> str | None:
-        practitioner = self.people.get(user_id)
-        return None if practitioner is None else practitioner.display_name
-
-    async def lead(self, tx: Transaction, family_id: int) -> Involvement | None:
-        """The family's lead, read once per batch; a lapse of the lead updates the copy."""
-        if family_id not in self.leads:
-            self.leads[family_id] = await tx.involvements.lead(family_id)
-        return self.leads[family_id]
-
-
-async def _prompt_batch(
-    tx: Transaction,
-    due: list[Involvement],
-    settings: PromptSettings,
-    policy: TeamPolicy,
-    report: SweepReport,
-) -> None:
-    loaded = await _Loaded.of(tx, due)
-    now = tx.now()
-    cleared: list[int] = []
-    asked: list[tuple[Involvement, Family, datetime]] = []
-    for involvement in due:
-        due_at = involvement.next_prompt_at
-        family = loaded.families.get(involvement.family_id)
-        if (
-            due_at is None
-            or family is None
-            or not family.is_open
-            or family.room_id is None
-            or involvement.membership != "join"
-        ):
-            # Nobody to ask, or nowhere to ask them; a later join schedules a fresh prompt.
-            cleared.append(involvement.id)
-            report.skipped += 1
-            continue
-        practitioner = loaded.people.get(involvement.user_id)
-        if practitioner is not None and is_away(practitioner, now, settings.zone):
-            assert practitioner.away_until is not None
-            back = back_from_away(practitioner.away_until, settings.zone)
-            opening = settings.schedule.next_open(back).astimezone(UTC)
-            await tx.involvements.set_next_prompt(involvement.id, opening)
-            report.deferred += 1
-            continue
-        # No next prompt while this one is open: the answer (or the lapse) decides what follows.
-        cleared.append(involvement.id)
-        asked.append((involvement, family, due_at))
-    # One statement each for the batch's prompt rows, outbox items and audit rows.
-    prompt_ids = await tx.prompts.insert_many([(row.id, due_at) for row, _, due_at in asked])
-    items: list[tuple[str, str, str, dict[str, object]]] = []
-    audit_rows: list[tuple[int | None, dict[str, object]]] = []
-    for involvement, family, due_at in asked:
-        prompt_id = prompt_ids.get(involvement.id)
-        if prompt_id is None or family.room_id is None:
-            report.skipped += 1  # already asked for this due date
-            continue
-        question = prompt_text(
-            involvement, loaded.name(involvement.user_id), settings, policy.command_prefix
-        )
-        items.append((
-            prompt_transaction_id(involvement.id, due_at),
-            family.room_id,
-            "message",
-            {
-                "type": "m.room.message",
-                "content": Reply.from_markup(question, notify=True).to_content(),
-                PROMPT_PAYLOAD_KEY: prompt_id,
-                WORKING_HOURS_KEY: True,
-            },
-        ))
-        audit_rows.append(
-            (
-                family.id,
-                {"user": involvement.user_id, "prompt_id": prompt_id, "due_at": iso(due_at)},
-            )
-        )
-        report.prompted += 1
-        report.prompted_users.append(involvement.user_id)
-    await tx.outbox.enqueue_many(items, priority=BACKGROUND)
-    await tx.involvements.clear_next_prompts(cleared)
-    await tx.audit.append_many(policy.bot_user_id, "prompt", audit_rows)
-
-
-def prompt_transaction_id(involvement_id: int, due_at: datetime) -> str:
-    """One per involvement and due date, like the prompt row itself."""
-    return transaction_id("prompt", str(involvement_id), due_at.astimezone(UTC).isoformat())
 
 
 async def _reminder_batch(
@@ -277,7 +175,7 @@ async def _reminder_batch(
         limit=settings.batch_size,
     )
     involvements = await tx.involvements.by_ids(prompt.involvement_id for prompt in prompts)
-    loaded = await _Loaded.of(tx, involvements.values())
+    loaded = await Loaded.of(tx, involvements.values())
     reminded: list[int] = []
     items: list[tuple[str, str, str, dict[str, object]]] = []
     audit_rows: list[tuple[int | None, dict[str, object]]] = []
@@ -332,7 +230,7 @@ async def _lapse_batch(
         limit=settings.batch_size,
     )
     involvements = await tx.involvements.by_ids(prompt.involvement_id for prompt in prompts)
-    loaded = await _Loaded.of(tx, involvements.values())
+    loaded = await Loaded.of(tx, involvements.values())
     audit_rows: list[tuple[int | None, dict[str, object]]] = []
     for prompt in prompts:
         involvement = involvements.get(prompt.involvement_id)
@@ -348,7 +246,7 @@ async def _lapse_one(
     tx: Transaction,
     prompt: Prompt,
     involvement: Involvement,
-    loaded: _Loaded,
+    loaded: Loaded,
     settings: PromptSettings,
     policy: TeamPolicy,
     direct_rooms: DirectRooms | None,

@@ -12,7 +12,7 @@ from devkit.botproc import BotProcess
 from devkit.practitioner import Practitioner
 from tests.integration.conftest import BotFactory, MakePractitioner
 from tests.integration.test_family_rooms import activate, create_family, direct_chat
-from tests.integration.test_governance import received_files
+from tests.integration.test_governance import join_team, received_files
 
 REFERENCE = "LDC-2026-0950"
 PHONE = "020 7946 0555"
@@ -33,15 +33,6 @@ def latest_card(parent: Practitioner, room_id: str, bot: BotProcess) -> str:
         elif "The people supporting your family" in content.get("body", ""):
             body = content["body"]
     return body
-
-
-async def join_team(
-    bot: BotProcess, lead: Practitioner, room_id: str, person: Practitioner, role: str
-) -> None:
-    await lead.ask(room_id, f"!invite {person.user_id} {role}", bot=bot.user_id)
-    await person.wait_for_invite(f"Team {REFERENCE}")
-    await person.join(room_id)
-    await lead.wait_for_membership(room_id, person.user_id, "join")
 
 
 async def test_a_parent_sees_their_team_kept_current(

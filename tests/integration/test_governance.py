@@ -33,6 +33,17 @@ REFERENCE = "LDC-2026-0900"
 LEADS_ONLY = "Only this family's lead or a Patchwork administrator can do that."
 
 
+async def join_team(
+    bot: BotProcess, lead: Practitioner, room_id: str, person: Practitioner, role: str
+) -> None:
+    """`!invite` someone in their role; they accept and have joined when this returns."""
+    await lead.ask(room_id, f"!invite {person.user_id} {role}", bot=bot.user_id)
+    name = lead.client.rooms[room_id].name
+    await person.wait_for_invite(name)
+    await person.join(room_id)
+    await lead.wait_for_membership(room_id, person.user_id, "join")
+
+
 async def team_of(
     bot: BotProcess, lead: Practitioner, *members: tuple[Practitioner, str]
 ) -> str:
@@ -40,10 +51,7 @@ async def team_of(
     room_id, _ = await create_family(lead, bot, REFERENCE)
     await activate(lead, bot, room_id)
     for person, role in members:
-        await lead.ask(room_id, f"!invite {person.user_id} {role}", bot=bot.user_id)
-        await person.wait_for_invite(f"Team {REFERENCE}")
-        await person.join(room_id)
-        await lead.wait_for_membership(room_id, person.user_id, "join")
+        await join_team(bot, lead, room_id, person, role)
     return room_id
 
 

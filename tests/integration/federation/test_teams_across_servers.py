@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from nio import RoomGetStateEventResponse
+from nio import JoinResponse, RoomGetStateEventResponse
 
 from devkit.botproc import BotProcess
 from devkit.clock import CLOCK_FILE_ENV
@@ -142,11 +142,18 @@ async def test_a_disallowed_server_is_refused_both_ways(
         predicate=lambda n: n.body.startswith("I withdrew the invitation"),
     )
     assert federation.outsider.server_name in notice.body
-    # The outsider, if their invite arrived at all, cannot join: the ACL and the kick.
+    # What the invite carried to the outsider's server, and that they cannot join anyway.
+    seen_invite = outsider.membership(room_id, outsider.user_id)
     joined = await outsider.client.join(room_id)
-    assert not hasattr(joined, "room_id") or outsider.membership(room_id) != "join"
+    log.warning("outsider saw membership %r; their join answered %s", seen_invite, joined)
+    print(f"\noutsider saw membership {seen_invite!r}; join answered {joined}")  # noqa: T201
+    assert not isinstance(joined, JoinResponse)
     await asyncio.sleep(2)
-    revocations = [n for n in lead.notices(room_id, bot.user_id) if outsider.user_id in n.body]
+    revocations = [
+        n
+        for n in lead.notices(room_id, bot.user_id)
+        if n.body.startswith(("I withdrew", "I removed")) and outsider.user_id in n.body
+    ]
     assert len(revocations) == 1, [n.body for n in revocations]
     rows = await roster(bot, room_id)
     assert outsider.user_id not in rows
@@ -197,7 +204,10 @@ async def test_a_remote_server_outage_holds_back_no_local_work(
     await colleague.join(room_id)
     await lead.wait_for_membership(room_id, colleague.user_id, "join", timeout=60)
     await teacher.wait_for_notice(
-        room_id, sender=bot.user_id, predicate=lambda n: "School nurse" in n.body, timeout=60
+        room_id,
+        sender=bot.user_id,
+        predicate=lambda n: "role in this case is now" in n.body,
+        timeout=60,
     )
 
     async def settled() -> None:
@@ -216,7 +226,9 @@ async def test_a_remote_server_outage_holds_back_no_local_work(
     ]
     assert len(joins) == 1
     # What the teacher saw of the outage: the nurse's role reply, once.
-    seen = [n for n in teacher.notices(room_id, bot.user_id) if "School nurse" in n.body]
+    seen = [
+        n for n in teacher.notices(room_id, bot.user_id) if "role in this case is now" in n.body
+    ]
     assert len(seen) == 1
 
 
