@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import statistics
 import tempfile
@@ -47,7 +48,7 @@ async def _person(synapse: LocalSynapse, root: Path, name: str) -> Practitioner:
     return person
 
 
-async def run(rounds: int) -> None:
+async def run(rounds: int, json_path: Path | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="patchwork-bench-") as folder:
         root = Path(folder)
         synapse = LocalSynapse(root / "synapse", port=free_port())
@@ -90,6 +91,10 @@ async def run(rounds: int) -> None:
             # A command needs two trips through the homeserver: to the bot and back.
             overhead = statistics.median(command) - 2 * statistics.median(baseline)
             print(f"{'bot time beyond two round trips':<34} {overhead * 1000:+.1f} ms (median)")
+            if json_path is not None:
+                _write(json_path, {"baseline_ms": [s * 1000 for s in baseline],
+                                   "command_ms": [s * 1000 for s in command],
+                                   "beyond_two_trips_ms": overhead * 1000})
         finally:
             for person in people:
                 await person.close()
@@ -98,11 +103,18 @@ async def run(rounds: int) -> None:
             await synapse.stop()
 
 
+def _write(path: Path, figures: dict[str, object]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(figures, indent=2), encoding="utf-8")
+
+
 def main() -> None:
     logging.getLogger("nio").setLevel(logging.ERROR)
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=30)
-    asyncio.run(run(parser.parse_args().rounds))
+    parser.add_argument("--json", type=Path, default=Path("build/bench/latency.json"))
+    args = parser.parse_args()
+    asyncio.run(run(args.rounds, args.json))
 
 
 if __name__ == "__main__":

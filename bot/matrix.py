@@ -244,6 +244,11 @@ async def refresh_device_keys(client: AsyncClient) -> None:
     await client.send_to_device_messages()
 
 
+def _not_found(response: ErrorResponse) -> bool:
+    transport = getattr(response, "transport_response", None)
+    return response.status_code == "M_NOT_FOUND" or getattr(transport, "status", None) == 404
+
+
 class NioGateway:
     """What commands and rooms may ask of Matrix, answered without a network call: commands
     run inside the database's single write transaction, where a slow homeserver would hold up
@@ -281,7 +286,8 @@ class NioGateway:
         return NioGateway(self._client, {**self._accounts, **dict(zip(wanted, found, strict=True))})
 
     async def _exists(self, user_id: str) -> bool | None:
-        """Only M_NOT_FOUND means there is no such user. Any other error (Synapse answers 502
+        """Only "not found" (M_NOT_FOUND, or a 404: Synapse answers a missing local user with
+        404 M_UNKNOWN) means there is no such user. Any other error (Synapse answers 502
         M_UNKNOWN when the user's homeserver cannot be reached), a timeout or a connection
         failure means we cannot tell: None."""
         try:
@@ -293,7 +299,7 @@ class NioGateway:
             return None
         if isinstance(response, ProfileGetResponse):
             return True
-        if isinstance(response, ErrorResponse) and response.status_code == "M_NOT_FOUND":
+        if isinstance(response, ErrorResponse) and _not_found(response):
             return False
         log.info("profile look-up not answered: %s", getattr(response, "status_code", response))
         return None

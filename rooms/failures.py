@@ -5,8 +5,9 @@ The outbox sender calls `on_item_failed` in the transaction that marks the item 
 
 - a room that could not be created releases its family's reference, so `!family new` can be
   tried again, and the creator is told in the chat they asked in;
-- an invite that could not be delivered takes its invitee off the roster (no phantom member in
-  `!whois`, nothing blocking a new invite), and the team is told, naming who asked;
+- an invite that could not be delivered (refused, or its homeserver never answered through
+  every retry) takes its invitee off the roster (no phantom member in `!whois`, nothing
+  blocking a new invite), and the team is told, naming who asked;
 - a still-involved question that could not be sent is asked again later, so the involvement
   still gets its prompt, reminder and lapse.
 Anything else (a reply, a kick) is only logged by the sender.
@@ -79,7 +80,10 @@ async def _invite_not_delivered(tx: Transaction, item: OutboxItem, policy: TeamP
     )
     asked = item.payload.get(REQUESTED_BY_KEY)
     message: Markup = "I could not deliver the invitation to " + user(user_id)
-    message += ": their homeserver did not accept it. They are not on the team."
+    message += (
+        ": their homeserver did not accept it, or did not answer however often I tried. "
+        "They are not on the team."
+    )
     if isinstance(asked, str):
         message = user(asked, mention=True) + ": " + message
     message += " Check the id, or try again later with " + code(

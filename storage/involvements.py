@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from storage.codec import encode_optional_time, encode_time
+from storage.codec import decode_optional_time, encode_optional_time, encode_time
 from storage.errors import ConflictError, NotFoundError
 from storage.models import END_REASONS, MEMBERSHIPS, EndReason, Involvement, Membership
 
@@ -181,6 +181,20 @@ class InvolvementRepository:
             "SELECT * FROM involvement WHERE id IN ({in_list})", involvement_ids
         )
         return {int(row["id"]): Involvement.from_row(row) for row in rows}
+
+    async def prompt_states(
+        self, involvement_ids: Iterable[int]
+    ) -> dict[int, tuple[datetime | None, str, str]]:
+        """(next_prompt_at, status, membership) by id, read lightly: how the sweep checks that
+        nothing changed an involvement between planning its question and queueing it."""
+        rows = await self._tx.fetchall_in(
+            "SELECT id, next_prompt_at, status, membership FROM involvement"
+            " WHERE id IN ({in_list})",
+            involvement_ids,
+        )
+        return {
+            int(row[0]): (decode_optional_time(row[1]), str(row[2]), str(row[3])) for row in rows
+        }
 
     async def clear_next_prompts(self, involvement_ids: Sequence[int]) -> int:
         """No next prompt for these involvements (their prompt is open); one statement."""

@@ -348,12 +348,23 @@ async def _v5_family_views(tx: Transaction) -> None:
         await tx.execute(statement)
 
 
+async def _v6_outbox_next_attempt(tx: Transaction) -> None:
+    """The outbox sender asks after every pass when the next pending item is due; with this
+    index that is one look-up, not a walk over every pending item (a backlog of thousands of
+    prompts held outside working hours, say)."""
+    await tx.execute(
+        "CREATE INDEX outbox_next_attempt ON outbox (COALESCE(next_attempt_at, created_at))"
+        " WHERE sent_at IS NULL AND failed_at IS NULL"
+    )
+
+
 MIGRATIONS: list[Migration] = [
     _v1_initial_schema,
     _v2_outbox_priority,
     _v3_governance_history,
     _v4_keyed_audit,
     _v5_family_views,
+    _v6_outbox_next_attempt,
 ]
 LATEST_VERSION = len(MIGRATIONS)
 

@@ -115,13 +115,11 @@ async def write_prompts(
     """Write a batch's plan, one statement each for its prompt rows, outbox items and audit
     rows. An involvement that changed since it was read (ended, rescheduled) is left alone:
     the next batch reads it again if it is still due."""
-    current = await tx.involvements.by_ids(plan.read)
+    current = await tx.involvements.prompt_states(plan.read)
     unchanged = {
         row_id
         for row_id, row in plan.read.items()
-        if (found := current.get(row_id)) is not None
-        and (found.next_prompt_at, found.status, found.membership)
-        == (row.next_prompt_at, row.status, row.membership)
+        if current.get(row_id) == (row.next_prompt_at, row.status, row.membership)
     }
     for involvement_id, opening in plan.deferred:
         if involvement_id in unchanged:

@@ -81,15 +81,22 @@ async def test_only_m_not_found_means_there_is_no_such_user(
     down = ErrorResponse("Failed to fetch profile", "M_UNKNOWN")
     down.status_code = "M_UNKNOWN"
     missing = ErrorResponse("Profile was not found", "M_NOT_FOUND")
+    missing_here = ErrorResponse("No row found (profiles)", "M_UNKNOWN")
+    missing_here.status_code = "M_UNKNOWN"
+    missing_here.transport_response = SimpleNamespace(status=404)  # type: ignore[assignment]
     client = ProfileClient(
         {
             TEACHER: ProfileGetResponse("Tara", None, {}),
             NURSE: down,
             OUTSIDER: missing,
             LEAD: "hang",
+            BOT: missing_here,
         }
     )
-    gateway = await NioGateway(client).look_up_accounts([TEACHER, NURSE, OUTSIDER, LEAD])  # type: ignore[arg-type]
+    gateway = await NioGateway(client).look_up_accounts(  # type: ignore[arg-type]
+        [TEACHER, NURSE, OUTSIDER, LEAD, BOT]
+    )
+    assert await gateway.user_exists(BOT) is False, "Synapse's 404 for a missing local user"
     assert await gateway.user_exists(TEACHER) is True
     assert await gateway.user_exists(OUTSIDER) is False
     assert await gateway.user_exists(NURSE) is None, "a 502 from a server that is down"

@@ -144,9 +144,11 @@ async def test_a_disallowed_server_is_refused_both_ways(
     assert federation.outsider.server_name in notice.body
     # What the invite carried to the outsider's server, and that they cannot join anyway.
     seen_invite = outsider.membership(room_id, outsider.user_id)
+    invited = outsider.client.invited_rooms.get(room_id)
+    carried = None if invited is None else (invited.name, invited.topic, invited.encrypted)
     joined = await outsider.client.join(room_id)
-    log.warning("outsider saw membership %r; their join answered %s", seen_invite, joined)
-    print(f"\noutsider saw membership {seen_invite!r}; join answered {joined}")  # noqa: T201
+    log.warning("outsider saw %r with %r; their join answered %s", seen_invite, carried, joined)
+    print(f"\noutsider saw {seen_invite!r} carrying {carried!r}; join: {joined}")  # noqa: T201
     assert not isinstance(joined, JoinResponse)
     await asyncio.sleep(2)
     revocations = [
