@@ -38,6 +38,7 @@ from nio import (
 
 from bot.backoff import Backoff
 from bot.config import Config
+from bot.direct_chats import direct_rooms_of
 from bot.faults import BEFORE_TOKEN, NO_FAULTS, Faults
 from bot.housekeeping import HISTORY_RETENTION
 from bot.matrix import refresh_device_keys
@@ -206,7 +207,9 @@ class SyncLoop:
             members.update({user: "invite" for user in room.invited_users})
             try:
                 async with self._db.transaction() as tx:
-                    changes = await reconcile_family(tx, family, members, self._policy)
+                    changes = await reconcile_family(
+                        tx, family, members, self._policy, direct_rooms_of(self._client)
+                    )
             except Exception:
                 # One family that cannot be reconciled must not stop the bot (or the others).
                 log.exception("reconciling family %s failed; the next start tries again", family.id)

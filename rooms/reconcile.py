@@ -21,10 +21,13 @@ from typing import Literal
 from markup import Markup, blocks, bullet_list, paragraph
 from rooms.actions import KICK, post_notice
 from rooms.admission import PRESENT, Refusal, admission_refusal, revoke
+from rooms.direct_chat import tell_privately
 from rooms.family_room import keep_server_acl_current
-from rooms.membership import schedule_first_prompt, welcome
+from rooms.family_view import refresh_views
+from rooms.membership import private_welcome, schedule_first_prompt
 from rooms.people import named
 from rooms.policy import TeamPolicy
+from rooms.prompts import DirectRooms
 from storage import AuditEntry, EndReason, Family, Involvement, Membership, Transaction
 
 ChangeKind = Literal["added", "updated", "ended", "revoked"]
@@ -44,10 +47,15 @@ class RosterChange:
 
 
 async def reconcile_family(
-    tx: Transaction, family: Family, members: Mapping[str, str], policy: TeamPolicy
+    tx: Transaction,
+    family: Family,
+    members: Mapping[str, str],
+    policy: TeamPolicy,
+    direct_rooms: DirectRooms | None = None,
 ) -> list[RosterChange]:
     """Bring the roster in line with `members` (user id -> "join"/"invite"; other
-    memberships such as "leave" or "ban" may be included and count as not in the room)."""
+    memberships such as "leave" or "ban" may be included and count as not in the room).
+    Newcomers get their welcome in their direct chat with the bot, as a join seen live does."""
     if family.room_id is None or family.status == "purged":
         return []
     await keep_server_acl_current(tx, family, policy)
@@ -124,8 +132,15 @@ async def reconcile_family(
                 welcomes.append(involvement)
 
     if told:
-        notice = await _summary(tx, family, told, welcomes, policy.command_prefix)
+        notice = await _summary(tx, family, told)
         await post_notice(tx, room_id, notice, "reconcile", str(family.id), *markers)
+        await refresh_views(tx, family, "reconcile", *markers, actor=policy.bot_user_id)
+    for involvement in welcomes:
+        greeting = await private_welcome(tx, family, involvement, None, policy)
+        await tell_privately(
+            tx, involvement.user_id, greeting, direct_rooms, "reconcile", str(family.id),
+            *markers, "welcome", involvement.user_id,
+        )
     return changes
 
 
@@ -185,13 +200,7 @@ async def _revoke_once(
     )
 
 
-async def _summary(
-    tx: Transaction,
-    family: Family,
-    changes: list[RosterChange],
-    welcomes: list[Involvement],
-    prefix: str,
-) -> Markup:
+async def _summary(tx: Transaction, family: Family, changes: list[RosterChange]) -> Markup:
     """One notice for everything found, so a restart does not flood the room."""
     items: list[Markup] = []
     for change in changes:
@@ -205,12 +214,4 @@ async def _summary(
             items.append(who + " joined the team.")
         else:
             items.append(who + " was invited to the team.")
-    parts: list[Markup] = [
-        paragraph("While I was offline, the team changed:"),
-        bullet_list(items),
-    ]
-    for involvement in welcomes:
-        who = await named(tx, involvement.user_id, mention=True)
-        parts.append(paragraph("Welcome, " + who + "!"))
-        parts.extend(await welcome(tx, family, involvement, prefix))
-    return blocks(*parts)
+    return blocks(paragraph("While I was offline, the team changed:"), bullet_list(items))

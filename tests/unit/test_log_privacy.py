@@ -35,7 +35,9 @@ async def test_reconciling_logs_family_ids_never_case_references(
         broken = await tx.families.create("LDC-2026-0102", "!other:localhost", ALICE)
     client.rooms["!other:localhost"] = client.rooms[ROOM]
 
-    async def reconcile(tx: Any, family: Any, members: Any, policy: Any) -> list[Any]:
+    async def reconcile(
+        tx: Any, family: Any, members: Any, policy: Any, direct_rooms: Any = None
+    ) -> list[Any]:
         if family.id == broken.id:
             raise RuntimeError("bug")
         return ["one change"]

@@ -17,6 +17,7 @@ from tests.unit.test_team_commands_support import (
     ManualClock,
     active_family,
     audits,
+    direct_chat_of,
     member,
     notices,
     outbox,
@@ -31,7 +32,7 @@ async def reconcile(db: Database, members: dict[str, str]) -> list[RosterChange]
     async with db.transaction() as tx:
         family = await tx.families.by_room(ROOM)
         assert family is not None
-        return await reconcile_family(tx, family, members, POLICY)
+        return await reconcile_family(tx, family, members, POLICY, direct_chat_of)
 
 
 async def test_leaves_kicks_and_joins_while_down_are_found_once(
@@ -68,12 +69,17 @@ async def test_leaves_kicks_and_joins_while_down_are_found_once(
     assert all(entry.detail["found_at"] == "start-up" for entry in new_audits)
     assert all(entry.actor == BOT for entry in new_audits)
 
-    [summary] = notices((await outbox(db))[before_outbox:])
+    queued = (await outbox(db))[before_outbox:]
+    [summary] = notices([item for item in queued if item.room_id == ROOM])
     assert summary.startswith("While I was offline, the team changed:")
     assert "Tara Teacher is no longer in this room and has left the team." in summary
     assert "Nina Nurse is no longer in this room" in summary
     assert "Wes Worker joined the team." in summary
-    assert "!role <your role>" in summary
+    assert "!role" not in summary, "instructions for one person are not posted to the team"
+    [welcome] = [item for item in queued if item.room_id == direct_chat_of(WORKER)]
+    content = welcome.payload["content"]
+    assert "!role <your role>" in content["body"]
+    assert (content["msgtype"], content["m.mentions"]) == ("m.text", {"user_ids": [WORKER]})
 
     settled = await snapshot(db)
     assert await reconcile(db, {BOT: "join", LEAD: "join", WORKER: "join"}) == []
@@ -95,10 +101,14 @@ async def test_people_added_while_down_are_added(db: Database) -> None:
 async def test_someone_who_left_and_came_back_later_is_told_again(db: Database) -> None:
     await active_family(db, joined=(TEACHER,))
     await reconcile(db, {LEAD: "join"})
-    first = len(notices(await outbox(db)))
+
+    async def in_room() -> int:
+        return len(notices([item for item in await outbox(db) if item.room_id == ROOM]))
+
+    first = await in_room()
     await reconcile(db, {LEAD: "join", TEACHER: "join"})
     await reconcile(db, {LEAD: "join"})
-    assert len(notices(await outbox(db))) == first + 2
+    assert await in_room() == first + 2
 
 
 async def test_policy_applies_at_start_up_without_repeating_itself(db: Database) -> None:

@@ -147,7 +147,9 @@ async def test_one_family_that_cannot_be_reconciled_stops_nothing(
     client.rooms["!other:localhost"] = client.rooms[ROOM]
     seen: list[int] = []
 
-    async def reconcile(tx: Any, family: Any, members: Any, policy: Any) -> list[Any]:
+    async def reconcile(
+        tx: Any, family: Any, members: Any, policy: Any, direct_rooms: Any = None
+    ) -> list[Any]:
         seen.append(family.id)
         if family.id == first.id:
             raise RuntimeError("bug")

@@ -1,0 +1,24 @@
+"""The Synapse-backed benchmark (`bench.council`) at a tiny scale, so `make test` notices when
+it breaks: every figure is there, and `!cases` for a lead of 384 families reaches them whole."""
+
+from __future__ import annotations
+
+import argparse
+
+from bench import council
+
+
+async def test_council_bench_produces_every_figure() -> None:
+    args = argparse.Namespace(rooms=[22], rounds=3, seconds=2.0, due=50, finale=True)
+    results = await council.run(args)
+    step = results["steps"]["22"]
+    assert step["rooms"] >= 22
+    assert {"first_answer_s", "plain_since_token_sync_s", "plain_no_token_sync_s",
+            "cpu_until_answer_s"} <= set(step["start_up"])
+    for path in ("floor", "whois"):
+        assert step["latency"][path]["n"] == 3
+    assert step["concurrency"]["answers"] > 0
+    assert step["peak_rss_mb"] > 0
+    assert results["cases"]["all_listed"] is True, results["cases"]
+    assert results["cases"]["messages"] > 1, "a long answer is split, not lost"
+    assert results["sweep"]["whois_during"]["n"] > 0
