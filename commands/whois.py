@@ -188,11 +188,11 @@ async def _send_privately(
 async def _members(ctx: CommandContext, family_id: int) -> list[Member]:
     """The active team, sensitive involvements included (the caller decides who sees them)."""
     tx = ctx.tx
+    team = [row for row in await tx.involvements.for_family(family_id) if is_on_team(row)]
+    people = await tx.practitioners.many(row.user_id for row in team)  # one query, not one each
     members: list[Member] = []
-    for involvement in await tx.involvements.for_family(family_id):
-        if not is_on_team(involvement):
-            continue
-        practitioner = await tx.practitioners.get(involvement.user_id)
+    for involvement in team:
+        practitioner = people.get(involvement.user_id)
         name = await display_name(ctx, involvement.user_id, practitioner)
         members.append(Member(involvement, practitioner, name))
     return members

@@ -296,7 +296,9 @@ async def test_refusals_are_clear_and_change_nothing(
     await lead.wait_for_membership(room_id, other.user_id, "join")
     # The bot has mirrored the join (its notice is out) before the refusals begin.
     await lead.wait_for_notice(
-        room_id, sender=bot.user_id, predicate=lambda n: "joined the team" in n.body
+        room_id,
+        sender=bot.user_id,
+        predicate=lambda n: "joined the team as `Teacher`" in n.body,  # not the lead's own
     )
     before = await snapshot()
     foreign = await lead.ask(room_id, "!invite @sam:example.org Teacher", bot=bot.user_id)

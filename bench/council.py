@@ -1,0 +1,336 @@
+"""A council's figures against a real local Synapse, each against a baseline from the same run.
+
+Seeds family rooms in steps (`bench.seeding`, not timed) and, at each step (the bot in N
+rooms), measures:
+- start-up: process start to the first command answered, the bot's CPU until then and its
+  peak RSS, against a plain nio client's since-token full-state sync of the same account (and
+  a sync with no token, what a new install or a lost database needs);
+- latency: `!whois` in an encrypted family room of 12 members, min/median/p95/max, against
+  the floor: two plain nio clients in an encrypted room, one echoing the other;
+- concurrency: 20 practitioners in 20 family rooms asking at once for `--seconds`:
+  throughput and p95 against the single-user p95;
+and once, at the last step: `!cases` for an administrator who leads 384 families (every
+family must reach them, split over several messages), and `!whois` while a sweep over
+`--due` involvements runs, against idle. Prints a table and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import shutil
+import sqlite3
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from nio import AsyncClient, AsyncClientConfig, Event, RoomMessageText, SyncResponse
+
+from bench.seeding import Council, add_lead_families, add_rooms, make_due, write_families
+from bot.devserver import LocalSynapse, free_port
+from devkit.botproc import BotProcess, write_bot_config
+from devkit.practitioner import Practitioner
+
+WORKERS = 20
+TEAM = 12  # members of the latency room, the bot and its lead included
+CASES_FAMILIES = 384
+
+
+def summary(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return {"n": len(samples), "min_ms": ordered[0] * 1000,
+            "median_ms": statistics.median(ordered) * 1000, "p95_ms": p95 * 1000,
+            "max_ms": ordered[-1] * 1000}
+
+
+def _proc(pid: int) -> tuple[float, float]:
+    """(CPU seconds so far, peak RSS in MB) of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / 100
+    peak = 0.0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            peak = int(line.split()[1]) / 1024
+    return cpu, peak
+
+
+class Suite:
+    def __init__(self, root: Path, synapse: LocalSynapse, args: argparse.Namespace) -> None:
+        self.root, self.synapse, self.args = root, synapse, args
+        self.council = Council()
+        self.people: list[Practitioner] = []
+        self.results: dict[str, Any] = {"steps": {}}
+
+    async def person(self, name: str, *, admin: bool = False) -> Practitioner:
+        password = uuid.uuid4().hex
+        user_id = await self.synapse.register_user(f"{name}-{uuid.uuid4().hex[:6]}", password,
+                                                   admin=admin)
+        person = Practitioner(self.synapse.base_url, user_id, password, self.root / name)
+        await person.login()
+        self.people.append(person)
+        return person
+
+    async def setup(self) -> None:
+        password = uuid.uuid4().hex
+        self.bot_user = await self.synapse.register_user("patchwork", password)
+        self.lead = await self.person("lead", admin=True)
+        self.workers = [await self.person(f"w{n}") for n in range(WORKERS)]
+        self.config = write_bot_config(
+            self.root / "patchwork.yaml", homeserver_url=self.synapse.base_url,
+            user_id=self.bot_user, password=password, storage=self.root / "bot",
+            admins=[self.workers[0].user_id],
+            extra={"bot": {"command_burst": 10000, "commands_per_minute": 100000},
+                   "prompts": {"sweep_every": "5s", "timezone": "UTC", "working_hours": {
+                       "days": ["MO", "TU", "WE", "TH", "FR", "SA", "SU"],
+                       "start": "00:00", "end": "23:59"}}},
+        )
+        self.bot = BotProcess(self.config, self.root / "bot.log", user_id=self.bot_user)
+        await self.bot.start()  # creates the database, logs in, uploads keys
+        await self.bot.stop()
+        self.database = self.root / "bot" / "patchwork.db"
+        # The floor's room has 12 members too, all of them clients in this process, so both
+        # paths deliver each message to as many devices.
+        alice, others = self.workers[0], [self.lead, *self.workers[1 : TEAM - 1]]
+        self.floor_room = await alice.create_encrypted_room(invite=[p.user_id for p in others])
+        for person in others:
+            await person.join(self.floor_room)
+        team = [worker.user_id for worker in self.workers[: TEAM - 2]]
+        rooms = await add_rooms(self.council, self.lead, self.bot_user,
+                                [team] + [[w.user_id] for w in self.workers])
+        self.team_room, self.worker_rooms = rooms[0], rooms[1:]
+        write_families(self.database, self.council, rooms, self.lead.user_id, self.bot_user)
+
+    async def grow(self, rooms: int) -> None:
+        """Seed up to `rooms` family rooms (the bot is stopped)."""
+        missing = rooms - len(self.council.rooms)
+        if missing <= 0:
+            return
+        started = time.perf_counter()
+        members = [[self.workers[n % WORKERS].user_id] for n in range(missing)]
+        new = await add_rooms(self.council, self.lead, self.bot_user, members)
+        write_families(self.database, self.council, new, self.lead.user_id, self.bot_user)
+        logging.info("seeded %d rooms in %.0f s", missing, time.perf_counter() - started)
+
+    async def plain_sync(self, since: str | None) -> float:
+        """A plain nio client's sync as the bot's account (no encryption, one request: the
+        to-device messages it is shown are not acknowledged, so the bot still gets them)."""
+        session = json.loads((self.root / "bot" / "session.json").read_text())
+        client = AsyncClient(self.synapse.base_url, self.bot_user,
+                             config=AsyncClientConfig(encryption_enabled=False))
+        client.restore_login(self.bot_user, "PLAINBASELINE", session["access_token"])
+        try:
+            started = time.perf_counter()
+            response = await client.sync(timeout=0, since=since, full_state=True,
+                                         sync_filter={"room": {"timeline": {"limit": 50}}})
+            elapsed = time.perf_counter() - started
+            assert isinstance(response, SyncResponse), response
+            return elapsed
+        finally:
+            await client.close()
+
+    async def start_up(self) -> dict[str, float]:
+        with sqlite3.connect(self.database) as conn:
+            token = conn.execute("SELECT value FROM sync_state WHERE key = 'next_batch'"
+                                 ).fetchone()[0]
+        since = await self.plain_sync(token)
+        fresh = await self.plain_sync(None)
+        asker = self.workers[1]
+        event_id = await asker.send_text(self.worker_rooms[1], "!whois")
+        started = time.perf_counter()
+        starting = asyncio.create_task(self.bot.start(timeout=300))
+        await asker.wait_for_notice(self.worker_rooms[1], sender=self.bot_user,
+                                    after_event_id=event_id, timeout=300)
+        answered = time.perf_counter() - started
+        await starting
+        assert self.bot.process is not None
+        cpu, _ = _proc(self.bot.process.pid)
+        return {"first_answer_s": answered, "cpu_until_answer_s": cpu,
+                "plain_since_token_sync_s": since, "plain_no_token_sync_s": fresh,
+                "beyond_plain_sync_s": answered - since}
+
+    async def latency(self, rounds: int) -> dict[str, Any]:
+        alice, bob = self.workers[0], self.workers[1]
+        await alice.ask(self.team_room, "!whois", bot=self.bot_user, timeout=120)  # keys
+        floor: list[float] = []
+        command: list[float] = []
+        for index in range(rounds):
+            floor.append(await self.echo(alice, bob, index))
+            started = time.perf_counter()
+            await alice.ask(self.team_room, "!whois", bot=self.bot_user, timeout=60)
+            command.append(time.perf_counter() - started)
+        floor_s, command_s = summary(floor), summary(command)
+        return {"floor": floor_s, "whois": command_s,
+                "own_cost_ms": command_s["median_ms"] - floor_s["median_ms"],
+                "ratio": command_s["median_ms"] / floor_s["median_ms"],
+                "whois_samples_ms": [s * 1000 for s in command]}
+
+    async def echo(self, alice: Practitioner, bob: Practitioner, index: int) -> float:
+        """Alice's message, Bob's client answering it, Alice seeing the answer: a command's
+        two trips through the homeserver, with a client that writes nothing."""
+        started = time.perf_counter()
+        sent = await alice.send_text(self.floor_room, f"ping {index}")
+        await bob.wait_for_event(self.floor_room, _is(sent))
+        reply = await bob.send_text(self.floor_room, f"pong {index}")
+        await alice.wait_for_event(self.floor_room, _is(reply))
+        return time.perf_counter() - started
+
+    async def concurrency(self, seconds: float) -> dict[str, Any]:
+        samples: list[float] = []
+        deadline = 0.0
+
+        async def keep_asking(worker: Practitioner, room_id: str) -> None:
+            while time.perf_counter() < deadline:
+                started = time.perf_counter()
+                await worker.ask(room_id, "!whois", bot=self.bot_user, timeout=120)
+                samples.append(time.perf_counter() - started)
+
+        for worker, room_id in zip(self.workers, self.worker_rooms, strict=True):
+            await worker.ask(room_id, "!whois", bot=self.bot_user, timeout=120)  # keys
+        started = time.perf_counter()
+        deadline = started + seconds
+        await asyncio.gather(*(keep_asking(w, r) for w, r in
+                               zip(self.workers, self.worker_rooms, strict=True)))
+        elapsed = time.perf_counter() - started
+        return {"answers": len(samples), "per_second": len(samples) / elapsed,
+                **summary(samples)}
+
+    async def step(self, rooms: int) -> None:
+        await self.grow(rooms)
+        figures: dict[str, Any] = {"rooms": len(self.council.rooms)}
+        figures["start_up"] = await self.start_up()
+        figures["latency"] = await self.latency(self.args.rounds)
+        figures["concurrency"] = await self.concurrency(self.args.seconds)
+        single = figures["latency"]["whois"]["p95_ms"]
+        figures["concurrency"]["p95_vs_single"] = figures["concurrency"]["p95_ms"] / single
+        assert self.bot.process is not None
+        figures["peak_rss_mb"] = _proc(self.bot.process.pid)[1]
+        self.results["steps"][str(rooms)] = figures
+        print_step(figures)
+
+    async def finale(self) -> None:
+        """`!cases` at 384 families, then `!whois` while a sweep runs (the bot is running)."""
+        await self.bot.stop()
+        add_lead_families(self.database, self.workers[0].user_id, CASES_FAMILIES, self.bot_user)
+        await self.bot.start(timeout=300)
+        self.results["cases"] = await self.cases()
+        idle = self.results["steps"][str(max(self.args.rooms))]["latency"]["whois"]
+        self.results["sweep"] = await self.during_sweep(idle["p95_ms"])
+
+    async def cases(self) -> dict[str, Any]:
+        admin = self.workers[0]
+        direct = await admin.create_encrypted_room(invite=[self.bot_user])
+        await admin.wait_for_membership(direct, self.bot_user, "join", timeout=60)
+        await admin.ask(direct, "!help", bot=self.bot_user, timeout=60)
+        sent = await admin.send_text(direct, "!cases")
+        wanted = [f"LDC-2026-{n:05d}" for n in range(len(self.council.rooms) + 1,
+                                                     len(self.council.rooms) + CASES_FAMILIES)]
+
+        def complete() -> bool:
+            text = " ".join(n.body for n in admin.notices(direct, self.bot_user))
+            return all(reference in text for reference in wanted)
+
+        started = time.perf_counter()
+        with contextlib.suppress(AssertionError):
+            await admin._wait(complete, 120, "every family in !cases")  # noqa: SLF001
+        listed = [n.body for n in admin.notices(direct, self.bot_user) if "LDC-2026-" in n.body]
+        return {"families": CASES_FAMILIES, "all_listed": complete(), "messages": len(listed),
+                "largest_body_bytes": max((len(body.encode()) for body in listed), default=0),
+                "seconds": time.perf_counter() - started, "asked": sent}
+
+    async def during_sweep(self, idle_p95_ms: float) -> dict[str, Any]:
+        alice = self.workers[0]
+        due = make_due(self.database, self.args.due, datetime.now(UTC))
+        started = time.perf_counter()
+        samples: list[float] = []
+        log_start = self.bot.log_path.stat().st_size
+        while time.perf_counter() - started < self.args.seconds:
+            began = time.perf_counter()
+            await alice.ask(self.team_room, "!whois", bot=self.bot_user, timeout=120)
+            samples.append(time.perf_counter() - began)
+            if "prompt sweep:" in self.bot.log_path.read_text()[log_start:]:
+                break
+        figures = summary(samples)
+        return {"due": due, "whois_during": figures, "idle_p95_ms": idle_p95_ms,
+                "p95_vs_idle": figures["p95_ms"] / idle_p95_ms,
+                "sweep_finished": "prompt sweep:" in self.bot.log_path.read_text()[log_start:]}
+
+
+def _keep_log(log: Path) -> None:
+    """The bot's log, kept beside the figures (the run's folder is removed)."""
+    Path("build/bench").mkdir(parents=True, exist_ok=True)
+    if log.exists():
+        shutil.copy(log, "build/bench/council-bot.log")
+
+
+def _is(event_id: str) -> Callable[[Event], bool]:
+    return lambda event: isinstance(event, RoomMessageText) and event.event_id == event_id
+
+
+def print_step(step: dict[str, Any]) -> None:
+    s, lat, con = step["start_up"], step["latency"], step["concurrency"]
+    print(f"\n== bot in {step['rooms']} family rooms ==")
+    print(f"  start to first answer {s['first_answer_s']:6.2f} s   plain nio since-token "
+          f"full-state sync {s['plain_since_token_sync_s']:5.2f} s (no token "
+          f"{s['plain_no_token_sync_s']:5.2f} s)   beyond it {s['beyond_plain_sync_s']:+5.2f} s"
+          f"   CPU {s['cpu_until_answer_s']:5.2f} s   peak RSS {step['peak_rss_mb']:5.0f} MB")
+    for name in ("floor", "whois"):
+        f = lat[name]
+        print(f"  {name:<6} n={f['n']:<4} min {f['min_ms']:6.1f}  median {f['median_ms']:6.1f}"
+              f"  p95 {f['p95_ms']:6.1f}  max {f['max_ms']:6.1f} ms")
+    print(f"  own cost {lat['own_cost_ms']:+5.1f} ms at the median, ratio {lat['ratio']:.2f}")
+    print(f"  concurrency: {con['answers']} answers, {con['per_second']:.1f}/s, p95 "
+          f"{con['p95_ms']:.1f} ms = {con['p95_vs_single']:.2f}x the single-user p95")
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="patchwork-council-") as folder:
+        root = Path(folder)
+        synapse = LocalSynapse(root / "synapse", port=free_port())
+        await synapse.start()
+        suite = Suite(root, synapse, args)
+        try:
+            await suite.setup()
+            for rooms in sorted(args.rooms):
+                await suite.step(rooms)
+                await suite.bot.stop()
+            if args.finale:
+                await suite.finale()
+                print(f"\n!cases at {CASES_FAMILIES} families: {suite.results['cases']}")
+                print(f"!whois during a sweep: {suite.results['sweep']}")
+        finally:
+            for person in suite.people:
+                await person.close()
+            await suite.bot.stop()
+            await synapse.stop()
+            _keep_log(root / "bot.log")
+    return suite.results
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("nio").setLevel(logging.ERROR)
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rooms", type=int, nargs="+", default=[100, 300])
+    parser.add_argument("--rounds", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--due", type=int, default=10000)
+    parser.add_argument("--no-finale", dest="finale", action="store_false")
+    parser.add_argument("--json", type=Path, default=Path("build/bench/council.json"))
+    args = parser.parse_args()
+    results = asyncio.run(run(args))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2), encoding="utf-8")
+    print(f"written to {args.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""What keeps the bot's cost flat at a council's size: bulk writes are one statement per batch
+(and the audit chain they write still verifies), the sweep writes a question only for an
+involvement nothing changed meanwhile, and the outbox's "when is the next item due" is an index
+look-up rather than a walk over every pending item."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bench.dbtime import DatabaseTime
+from bench.prompt_sweep import POLICY, SETTINGS, build
+from bot.clock import ManualClock
+from rooms.prompts import sweep
+from rooms.prompts.asking import Loaded, plan_prompts, write_prompts
+from rooms.prompts.sweep import SweepReport
+from storage import BACKGROUND, Database
+
+KEY = bytes(range(32))
+START = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)  # a Monday morning, as in bench.prompt_sweep
+DUE = START + timedelta(weeks=8, minutes=5)
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = await Database.open(tmp_path / "p.db", clock=ManualClock(START), audit_key=KEY)
+    yield database
+    await database.close()
+
+
+async def test_append_many_is_one_statement_and_keeps_the_chain(db: Database) -> None:
+    async with db.transaction() as tx:
+        await tx.audit.append("@a:x", "whois", family_id=None)
+    meter = DatabaseTime()
+    with meter.counting():
+        async with db.transaction() as tx:
+            written = await tx.audit.append_many(
+                "@bot:x", "prompt", [(None, {"n": n}) for n in range(300)]
+            )
+    assert written == 300
+    assert meter.calls <= 4, "BEGIN, the chain's head, one INSERT, COMMIT"
+    async with db.read() as tx:
+        assert await tx.audit.verify() is None
+        rows = await tx.audit.recent(None, 301)
+        assert [row.detail.get("n") for row in reversed(rows)] == [None, *range(300)]
+        # Each row links to the one before it, in id order.
+        ordered = list(reversed(rows))
+        assert all(b.prev_hash == a.hash for a, b in zip(ordered, ordered[1:], strict=False))
+
+
+async def test_append_returns_what_was_stored(db: Database) -> None:
+    async with db.transaction() as tx:
+        entry = await tx.audit.append("@a:x", "whois", detail={"shown": ["@b:x"]})
+        stored = await tx.audit.head()
+    assert stored == entry
+
+
+async def test_enqueue_many_keeps_an_item_already_queued(db: Database) -> None:
+    async with db.transaction() as tx:
+        await tx.outbox.enqueue("t1", "!r:x", "message", {"content": {"body": "first"}})
+        await tx.outbox.enqueue_many(
+            [("t1", "!r:x", "message", {"content": {"body": "again"}}),
+             ("t2", "!r:x", "message", {"content": {"body": "second"}})],
+            priority=BACKGROUND,
+        )
+        first, second = await tx.outbox.get("t1"), await tx.outbox.get("t2")
+        priority = await tx.fetchone("SELECT priority FROM outbox WHERE txn_id = 't2'")
+    assert first is not None
+    assert first.payload["content"]["body"] == "first"
+    assert second is not None
+    assert second.payload["content"]["body"] == "second"
+    assert priority is not None
+    assert priority[0] == BACKGROUND
+
+
+async def test_the_next_due_time_is_an_index_look_up(db: Database) -> None:
+    async with db.read() as tx:
+        plan = await tx.fetchall(
+            "EXPLAIN QUERY PLAN SELECT MIN(COALESCE(next_attempt_at, created_at)) FROM outbox"
+            " WHERE sent_at IS NULL AND failed_at IS NULL"
+        )
+    assert any("outbox_next_attempt" in str(row[3]) for row in plan)
+
+
+async def test_a_sweep_writes_a_batch_in_a_few_statements(tmp_path: Path) -> None:
+    path = tmp_path / "sweep.db"
+    await build(path, families=100, members=5)
+    async with await Database.open(path, clock=ManualClock(DUE), audit_key=KEY) as db:
+        meter = DatabaseTime()
+        with meter.counting():
+            report = await sweep(db, SETTINGS, POLICY)
+        assert report.prompted == 500
+        batches = report.batches
+        # Per batch: a read (due rows, families, practitioners) and a write (check, prompts,
+        # outbox, clear, chain head, audit), each with BEGIN and COMMIT, never one per row.
+        assert meter.calls <= 14 * batches + 2
+        async with db.read() as tx:
+            assert await tx.audit.verify() is None
+            assert await tx.audit.count("prompt") == 500
+            items = await tx.outbox.due(1000)
+            prompts = await tx.fetchall("SELECT id, involvement_id FROM prompt")
+        assert len(items) == 500
+        assert {item.payload["prompt_id"] for item in items} == {row[0] for row in prompts}
+
+
+async def test_an_involvement_that_ended_while_its_question_was_written_is_not_asked(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "sweep.db"
+    await build(path, families=2, members=2)
+    async with await Database.open(path, clock=ManualClock(DUE), audit_key=KEY) as db:
+        async with db.read() as tx:
+            due = await tx.involvements.due_for_prompt(tx.now(), 100)
+            loaded = await Loaded.of(tx, due)
+        plan = await plan_prompts(due, loaded, DUE, SETTINGS, POLICY)
+        assert len(plan.asked) == 4
+        async with db.transaction() as tx:  # a `!leave` between planning and writing
+            await tx.involvements.end(due[0].id, "left")
+        report = SweepReport()
+        async with db.transaction() as tx:
+            await write_prompts(tx, plan, POLICY, report)
+        async with db.read() as tx:
+            asked = {row[0] for row in await tx.fetchall("SELECT involvement_id FROM prompt")}
+        assert report.prompted == 3
+        assert asked == {row.id for row in due[1:]}
