@@ -172,7 +172,7 @@ class SyncLoop:
             if room is None:
                 continue
             events: list[Any] = list(info.timeline.events)
-            if info.timeline.limited and not initial:
+            if info.timeline.limited and not initial and not await self._overlaps(events):
                 events = await self._backfill(room_id, info.timeline.prev_batch) + events
             for event in events:
                 await self.process_event(room, event, apply_effects=not initial)
@@ -322,6 +322,16 @@ class SyncLoop:
             async with self._db.transaction() as tx:
                 await tx.sync.mark_processed(item.event_id, item.room_id)
                 await tx.sync.remove_undecrypted(item.event_id)
+
+    async def _overlaps(self, events: list[Any]) -> bool:
+        """Whether a limited timeline starts at an event already processed: then nothing
+        before it was missed (events are processed in order) and there is no gap to page
+        back through. After a restart most rooms' timelines are like that."""
+        first = next((getattr(event, "event_id", None) for event in events), None)
+        if not first:
+            return False
+        async with self._db.read() as tx:
+            return await tx.sync.is_processed(first)
 
     async def _backfill(self, room_id: str, prev_batch: str | None) -> list[Any]:
         """Page back through a gap in a limited timeline to the last event we processed."""
