@@ -39,8 +39,8 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.command_cost
 	$(BIN)/python -m bench.prompt_sweep
 	$(BIN)/python -m bench.export
-	flock /tmp/patchwork-synapse.lock $(BIN)/python -m bench.latency
-	flock /tmp/patchwork-synapse.lock $(BIN)/python -m bench.council
+	$(BIN)/python -m bench.latency
+	$(BIN)/python -m bench.council
 
 clean:
 	rm -rf $(VENV) $(INTEROP)/node_modules .pytest_cache .mypy_cache .ruff_cache
