@@ -60,6 +60,9 @@ class EventRetry(Exception):
 
 BACKFILL_PAGE_SIZE = 100
 BACKFILL_MAX_PAGES = 50
+BACKFILL_CONCURRENCY = 8
+"""Rooms paged back at once after a gap (a restart): enough to hide the round trips, few
+enough not to flood the homeserver."""
 MAX_EVENT_ATTEMPTS = 3
 PARKED_HORIZON = timedelta(days=1)
 """How long an undecryptable event is kept after its sender was told, in case the key comes."""
@@ -167,14 +170,12 @@ class SyncLoop:
             await self._verification.refuse_to_device(response.to_device_events)
         for room_id, info in response.rooms.invite.items():
             await self._handle_invite(room_id, info.invite_state)
+        missed = await self._missed_events(response, initial=initial)
         for room_id, info in response.rooms.join.items():
             room = self._client.rooms.get(room_id)
             if room is None:
                 continue
-            events: list[Any] = list(info.timeline.events)
-            if info.timeline.limited and not initial and not await self._overlaps(events):
-                events = await self._backfill(room_id, info.timeline.prev_batch) + events
-            for event in events:
+            for event in [*missed.get(room_id, []), *info.timeline.events]:
                 await self.process_event(room, event, apply_effects=not initial)
         await self.retry_undecrypted()
         self._faults.reached(BEFORE_TOKEN)
@@ -322,6 +323,30 @@ class SyncLoop:
             async with self._db.transaction() as tx:
                 await tx.sync.mark_processed(item.event_id, item.room_id)
                 await tx.sync.remove_undecrypted(item.event_id)
+
+    async def _missed_events(
+        self, response: SyncResponse, *, initial: bool
+    ) -> dict[str, list[Any]]:
+        """For each room whose timeline is limited after a real gap, the events before it that
+        were never processed, paged back for several rooms at once (after a restart there is
+        one page-back per busy room, and one after another they delay the first answer)."""
+        if initial:
+            return {}
+        gaps = [
+            (room_id, info.timeline.prev_batch)
+            for room_id, info in response.rooms.join.items()
+            if info.timeline.limited
+            and room_id in self._client.rooms
+            and not await self._overlaps(list(info.timeline.events))
+        ]
+        limit = asyncio.Semaphore(BACKFILL_CONCURRENCY)
+
+        async def page_back(room_id: str, prev_batch: str | None) -> list[Any]:
+            async with limit:
+                return await self._backfill(room_id, prev_batch)
+
+        found = await asyncio.gather(*(page_back(room_id, token) for room_id, token in gaps))
+        return {room_id: events for (room_id, _), events in zip(gaps, found, strict=True)}
 
     async def _overlaps(self, events: list[Any]) -> bool:
         """Whether a limited timeline starts at an event already processed: then nothing

@@ -28,7 +28,7 @@ from rooms.membership import private_welcome, schedule_first_prompt
 from rooms.people import named
 from rooms.policy import TeamPolicy
 from rooms.prompts import DirectRooms
-from storage import AuditEntry, EndReason, Family, Involvement, Membership, Transaction
+from storage import BACKGROUND, AuditEntry, EndReason, Family, Involvement, Membership, Transaction
 
 ChangeKind = Literal["added", "updated", "ended", "revoked"]
 FOUND_AT = "start-up"
@@ -133,7 +133,11 @@ async def reconcile_family(
 
     if told:
         notice = await _summary(tx, family, told)
-        await post_notice(tx, room_id, notice, "reconcile", str(family.id), *markers)
+        # Background work: a command answered meanwhile goes first (a start-up finds changes
+        # in many rooms at once after an outage).
+        await post_notice(
+            tx, room_id, notice, "reconcile", str(family.id), *markers, priority=BACKGROUND
+        )
         await refresh_views(tx, family, "reconcile", *markers, actor=policy.bot_user_id)
     for involvement in welcomes:
         greeting = await private_welcome(tx, family, involvement, None, policy)

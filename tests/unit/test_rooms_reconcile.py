@@ -4,7 +4,7 @@ told once, the policy still applies, and a second run finds nothing to do."""
 from __future__ import annotations
 
 from rooms.reconcile import RosterChange, reconcile_family
-from storage import Database
+from storage import BACKGROUND, Database
 from tests.unit.test_team_commands_support import (
     BOT,
     LEAD,
@@ -70,7 +70,12 @@ async def test_leaves_kicks_and_joins_while_down_are_found_once(
     assert all(entry.actor == BOT for entry in new_audits)
 
     queued = (await outbox(db))[before_outbox:]
-    [summary] = notices([item for item in queued if item.room_id == ROOM])
+    [summary_item] = [item for item in queued if item.room_id == ROOM]
+    async with db.read() as tx:
+        row = await tx.fetchone("SELECT priority FROM outbox WHERE id = ?", (summary_item.id,))
+    assert row is not None
+    assert row["priority"] == BACKGROUND, "a command answered meanwhile goes first"
+    [summary] = notices([summary_item])
     assert summary.startswith("While I was offline, the team changed:")
     assert "Tara Teacher is no longer in this room and has left the team." in summary
     assert "Nina Nurse is no longer in this room" in summary
