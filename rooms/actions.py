@@ -85,6 +85,9 @@ async def send_state(
     content: Mapping[str, Any],
     *cause: str,
     state_key: str = "",
+    priority: int = INTERACTIVE,
 ) -> bool:
     payload = {"event_type": event_type, "state_key": state_key, "content": dict(content)}
-    return await tx.outbox.enqueue(transaction_id(*cause), room_id, STATE, payload)
+    return await tx.outbox.enqueue(
+        transaction_id(*cause), room_id, STATE, payload, priority=priority
+    )

@@ -19,7 +19,7 @@ from typing import Any
 from markup import Markup, Reply
 from rooms.actions import CREATE_ROOM, post_notice
 from rooms.prompts import DirectRooms
-from storage import OutboxItem, Transaction, transaction_id
+from storage import INTERACTIVE, OutboxItem, Transaction, transaction_id
 
 DIRECT_FOR_KEY = "direct_for"
 """Payload key of a create_room item that opens a direct chat: whom it is for."""
@@ -54,12 +54,16 @@ async def tell_privately(
     direct_rooms: DirectRooms | None,
     *cause: str,
     notify: bool = True,
+    priority: int = INTERACTIVE,
 ) -> str | None:
     """Send `message` to `user_id` alone; the direct chat's id, or None while it is being
-    opened. `notify` (the default: such a message asks them to act) makes it an `m.text`."""
+    opened. `notify` (the default: such a message asks them to act) makes it an `m.text`;
+    `priority` BACKGROUND lets replies go first (welcomes found at start-up)."""
     room_id = None if direct_rooms is None else direct_rooms(user_id)
     if room_id is not None:
-        await post_notice(tx, room_id, message, *cause, "direct", notify=notify)
+        await post_notice(
+            tx, room_id, message, *cause, "direct", notify=notify, priority=priority
+        )
         return room_id
     content = Reply.from_markup(message, notify=notify).to_content()
     await tx.outbox.enqueue(
@@ -71,6 +75,7 @@ async def tell_privately(
             DIRECT_FOR_KEY: user_id,
             MESSAGES_KEY: [content],
         },
+        priority=priority,
     )
     return None
 

@@ -17,7 +17,15 @@ from rooms.actions import CREATE_ROOM, NOTIFY_ROOM_KEY, STATE, invite_user, send
 from rooms.errors import TeamRuleError
 from rooms.policy import TeamPolicy, server_of
 from rooms.references import example_for, follows, safety_problem
-from storage import ConflictError, Family, Involvement, NotFoundError, Transaction, transaction_id
+from storage import (
+    BACKGROUND,
+    ConflictError,
+    Family,
+    Involvement,
+    NotFoundError,
+    Transaction,
+    transaction_id,
+)
 
 FAMILY_STATE_EVENT = "org.patchwork.family"
 """Marks a room as a family room and holds only its case reference, so the mapping survives
@@ -158,6 +166,7 @@ async def keep_server_acl_current(tx: Transaction, family: Family, policy: TeamP
         "server-acl",
         str(family.id),
         str(len(earlier)),
+        priority=BACKGROUND,  # start-up work: replies go first
     )
 
 

@@ -143,7 +143,7 @@ async def reconcile_family(
         greeting = await private_welcome(tx, family, involvement, None, policy)
         await tell_privately(
             tx, involvement.user_id, greeting, direct_rooms, "reconcile", str(family.id),
-            *markers, "welcome", involvement.user_id,
+            *markers, "welcome", involvement.user_id, priority=BACKGROUND,
         )
     return changes
 
