@@ -9,12 +9,12 @@ import io
 import json
 from dataclasses import dataclass
 
+from bot.app import DATABASE_FILE
 from bot.auditkey import AuditKeyError, audit_key_path, load_audit_key
 from bot.config import Config
 from storage import Database
 from storage.dossier import roster
 
-DATABASE_FILE = "patchwork.db"
 OPERATOR = "operator"
 """The audit actor for what the operator does from the command line."""
 

@@ -11,9 +11,8 @@ from commands.framework.context import CommandContext
 from commands.framework.converters import Rest, Text
 from commands.framework.errors import UserInputError
 from commands.framework.registry import FAMILY_ROOM, Command, command
-from commands.shared import current_family, person
+from commands.shared import current_family, person, tell_in_direct_chat
 from markup import Markup, Reply, blocks, paragraph, text
-from rooms.actions import post_notice
 from rooms.admission import is_on_team
 
 MESSAGE_LIMIT = 1000
@@ -65,16 +64,13 @@ async def attention(ctx: CommandContext, message: Rest[str]) -> None:
 
 async def _alert_privately(ctx: CommandContext, user_id: str, reference: str, said: Markup) -> None:
     """A member whose involvement is hidden gets the alert in their direct chat with the bot."""
-    room_id = await ctx.matrix.direct_room(user_id)
-    if room_id is None:
-        return
     alert = blocks(
         paragraph(
             text(f"Attention, team for {reference}: ") + await person(ctx, user_id, mention=True)
         ),
         said,
     )
-    await post_notice(ctx.tx, room_id, alert, ctx.event_id, "attention", user_id, notify=True)
+    await tell_in_direct_chat(ctx, user_id, alert, "attention", user_id, notify=True)
 
 
 COMMANDS: tuple[Command, ...] = (attention,)

@@ -10,6 +10,7 @@ from commands.framework.context import CommandContext
 from commands.framework.errors import UserInputError
 from commands.framework.permissions import admin_only, any_of
 from markup import Markup, user
+from rooms.actions import post_notice
 from rooms.errors import TeamRuleError
 from storage import Family, Practitioner
 
@@ -56,6 +57,18 @@ async def display_name(
     if practitioner is not None and practitioner.display_name:
         return practitioner.display_name
     return await ctx.matrix.get_display_name(user_id)
+
+
+async def tell_in_direct_chat(
+    ctx: CommandContext, user_id: str, message: Markup, *cause: str, notify: bool = False
+) -> bool:
+    """Queue `message` in the direct chat the bot already shares with `user_id`, for what the
+    room must not read; False if there is none (`rooms.direct_chat.tell_privately` opens one)."""
+    room_id = await ctx.matrix.direct_room(user_id)
+    if room_id is None:
+        return False
+    await post_notice(ctx.tx, room_id, message, ctx.event_id, *cause, notify=notify)
+    return True
 
 
 async def person(

@@ -14,7 +14,13 @@ from commands.contact import phone_link
 from commands.framework.context import CommandContext
 from commands.framework.converters import Rest, Text
 from commands.framework.registry import FAMILY_ROOM, Command, command
-from commands.shared import current_family, display_name, lead_or_admin, person
+from commands.shared import (
+    current_family,
+    display_name,
+    lead_or_admin,
+    person,
+    tell_in_direct_chat,
+)
 from markup import (
     MATRIX_TO,
     Markup,
@@ -28,7 +34,6 @@ from markup import (
     text,
     user,
 )
-from rooms.actions import post_notice
 from rooms.admission import is_on_team
 from rooms.policy import server_of
 from storage import Involvement, Practitioner
@@ -168,12 +173,6 @@ async def _send_privately(
     ctx: CommandContext, reference: str, private: list[Member], privileged: bool
 ) -> Markup:
     """Queue the sensitive members the asker may see to their direct chat; say where it went."""
-    room_id = await ctx.matrix.direct_room(ctx.sender)
-    if room_id is None:
-        return paragraph(
-            "Confidential involvements you may see are not shown here. Start a direct chat "
-            "with me and ask again, and I will send them to you there."
-        )
     message = blocks(
         paragraph(f"Confidential involvements in {reference}, shown only to you:"),
         bullet_list(
@@ -181,7 +180,11 @@ async def _send_privately(
             for member in private
         ),
     )
-    await post_notice(ctx.tx, room_id, message, ctx.event_id, "whois-private")
+    if not await tell_in_direct_chat(ctx, ctx.sender, message, "whois-private"):
+        return paragraph(
+            "Confidential involvements you may see are not shown here. Start a direct chat "
+            "with me and ask again, and I will send them to you there."
+        )
     return paragraph("I have sent the confidential involvements you may see to our direct chat.")
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from markup import Markup, Reply
 from rooms.actions import CREATE_ROOM, post_notice
+from rooms.family_room import ENCRYPTION_ALGORITHM, initial_state
 from rooms.prompts import DirectRooms
 from storage import INTERACTIVE, OutboxItem, Transaction, transaction_id
 
@@ -27,7 +28,6 @@ MESSAGES_KEY = "messages"
 """Payload key: the contents to send in the direct chat once it exists."""
 AWAIT_JOIN_KEY = "await_join"
 """Payload key of a message held until this user has joined its room."""
-ENCRYPTION_ALGORITHM = "m.megolm.v1.aes-sha2"
 
 
 def direct_chat_request(user_id: str) -> dict[str, Any]:
@@ -38,11 +38,7 @@ def direct_chat_request(user_id: str) -> dict[str, Any]:
         "is_direct": True,
         "invite": [user_id],
         "initial_state": [
-            {
-                "type": "m.room.encryption",
-                "state_key": "",
-                "content": {"algorithm": ENCRYPTION_ALGORITHM},
-            }
+            initial_state("m.room.encryption", {"algorithm": ENCRYPTION_ALGORITHM}),
         ],
     }
 

@@ -183,18 +183,19 @@ def create_room_request(reference: str, creator: str, policy: TeamPolicy) -> dic
         "name": room_name(reference),
         "topic": ROOM_TOPIC,
         "initial_state": [
-            _state("m.room.encryption", {"algorithm": ENCRYPTION_ALGORITHM}),
-            _state("m.room.join_rules", {"join_rule": "invite"}),
-            _state("m.room.guest_access", {"guest_access": "forbidden"}),
-            _state("m.room.history_visibility", {"history_visibility": "invited"}),
-            _state(FAMILY_STATE_EVENT, {"reference": reference}),
-            _state(SERVER_ACL_EVENT, server_acl(policy)),
+            initial_state("m.room.encryption", {"algorithm": ENCRYPTION_ALGORITHM}),
+            initial_state("m.room.join_rules", {"join_rule": "invite"}),
+            initial_state("m.room.guest_access", {"guest_access": "forbidden"}),
+            initial_state("m.room.history_visibility", {"history_visibility": "invited"}),
+            initial_state(FAMILY_STATE_EVENT, {"reference": reference}),
+            initial_state(SERVER_ACL_EVENT, server_acl(policy)),
         ],
         "power_level_content_override": power_levels(creator),
     }
 
 
-def _state(event_type: str, content: dict[str, Any]) -> dict[str, Any]:
+def initial_state(event_type: str, content: dict[str, Any]) -> dict[str, Any]:
+    """One entry of a createRoom request's `initial_state`."""
     return {"type": event_type, "state_key": "", "content": content}
 
 

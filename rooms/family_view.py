@@ -17,9 +17,9 @@ from typing import Any
 from markup import Markup, Reply, blocks, bold, bullet_list, paragraph, text
 from rooms.actions import CREATE_ROOM, kick_user, post_notice
 from rooms.admission import is_on_team
-from rooms.direct_chat import AWAIT_JOIN_KEY, ENCRYPTION_ALGORITHM
+from rooms.direct_chat import AWAIT_JOIN_KEY
 from rooms.errors import TeamRuleError
-from rooms.family_room import ROOM_VERSION, STATE_POWER
+from rooms.family_room import ENCRYPTION_ALGORITHM, ROOM_VERSION, STATE_POWER, initial_state
 from rooms.policy import TeamPolicy, server_of
 from storage import Family, FamilyView, Involvement, Practitioner, Transaction, transaction_id
 
@@ -41,12 +41,9 @@ def view_room_request(reference: str, user_id: str) -> dict[str, Any]:
         "topic": VIEW_TOPIC,
         "invite": [user_id],
         "initial_state": [
-            {"type": "m.room.encryption", "state_key": "",
-             "content": {"algorithm": ENCRYPTION_ALGORITHM}},
-            {"type": "m.room.guest_access", "state_key": "",
-             "content": {"guest_access": "forbidden"}},
-            {"type": "m.room.history_visibility", "state_key": "",
-             "content": {"history_visibility": "invited"}},
+            initial_state("m.room.encryption", {"algorithm": ENCRYPTION_ALGORITHM}),
+            initial_state("m.room.guest_access", {"guest_access": "forbidden"}),
+            initial_state("m.room.history_visibility", {"history_visibility": "invited"}),
         ],
         "power_level_content_override": {
             "users": {},

@@ -54,6 +54,40 @@ async def run_element_client(
     return result, tail
 
 
+async def element_account(synapse: LocalSynapse) -> tuple[str, str]:
+    """A fresh account for the Element-like client: its user id and password."""
+    password = uuid.uuid4().hex
+    user_id = await synapse.register_user(f"element-{uuid.uuid4().hex[:8]}", password)
+    return user_id, password
+
+
+def element_config(
+    synapse: LocalSynapse,
+    user_id: str,
+    password: str,
+    room_id: str,
+    bot_user_id: str,
+    text: str,
+    *,
+    timeout: int,
+    **options: bool,
+) -> dict[str, object]:
+    """What the client does: log in, send `text` in `room_id`, wait for the bot's reply, in
+    Element's "only signed devices" mode; `options` as client.mjs describes them."""
+    return {
+        "homeserver": synapse.base_url,
+        "user_id": user_id,
+        "password": password,
+        "room_id": room_id,
+        "bot_user_id": bot_user_id,
+        "text": text,
+        "timeout_seconds": timeout,
+        "isolation": "only_signed",
+        "require_in_reply_to": True,
+        **options,
+    }
+
+
 async def test_element_client_in_only_signed_devices_mode_gets_a_decryptable_reply(
     synapse: LocalSynapse,
     make_practitioner: MakePractitioner,
@@ -62,26 +96,16 @@ async def test_element_client_in_only_signed_devices_mode_gets_a_decryptable_rep
 ) -> None:
     owner = await make_practitioner("owner")
     bot = await make_bot()
-    element_password = uuid.uuid4().hex
-    element_user = await synapse.register_user(
-        f"element-{uuid.uuid4().hex[:8]}", element_password
-    )
+    element_user, element_password = await element_account(synapse)
     room_id = await owner.create_encrypted_room(invite=[bot.user_id, element_user])
     await owner.wait_for_membership(room_id, bot.user_id, "join")
 
     result, stderr = await run_element_client(
         tmp_path,
-        {
-            "homeserver": synapse.base_url,
-            "user_id": element_user,
-            "password": element_password,
-            "room_id": room_id,
-            "bot_user_id": bot.user_id,
-            "text": "!help",
-            "timeout_seconds": 60,
-            "isolation": "only_signed",
-            "require_in_reply_to": True,
-        },
+        element_config(
+            synapse, element_user, element_password, room_id, bot.user_id, "!help",
+            timeout=60,
+        ),
     )
     assert result["ok"], f"{result}\nstderr:\n{stderr}\n{bot.log_tail()}"
     # The bot could read the command: its reply points at the event the client sent.
@@ -111,10 +135,7 @@ async def test_a_prompt_notifies_in_element_and_a_reply_does_not(
     reference = "LDC-2026-0777"
     room_id, _ = await create_family(lead, bot, reference)
     await activate(lead, bot, room_id)
-    element_password = uuid.uuid4().hex
-    element_user = await synapse.register_user(
-        f"element-{uuid.uuid4().hex[:8]}", element_password
-    )
+    element_user, element_password = await element_account(synapse)
     await lead.ask(room_id, f"!invite {element_user} Class teacher", bot=bot.user_id)
 
     async def move_the_clock_once_joined() -> None:
@@ -126,19 +147,10 @@ async def test_a_prompt_notifies_in_element_and_a_reply_does_not(
     try:
         result, stderr = await run_element_client(
             tmp_path,
-            {
-                "homeserver": synapse.base_url,
-                "user_id": element_user,
-                "password": element_password,
-                "room_id": room_id,
-                "bot_user_id": bot.user_id,
-                "text": "!whois",
-                "timeout_seconds": 90,
-                "isolation": "only_signed",
-                "require_in_reply_to": True,
-                "wait_for_mention": True,
-                "wait_for_poll": True,
-            },
+            element_config(
+                synapse, element_user, element_password, room_id, bot.user_id, "!whois",
+                timeout=90, wait_for_mention=True, wait_for_poll=True,
+            ),
         )
     finally:
         await mover
@@ -167,10 +179,7 @@ async def test_verify_user_in_element_is_cancelled_at_once_with_an_explanation(
     chat) used to wait for ever; now the request ends cancelled by the bot within seconds,
     with the reason code `m.user`, and the bot explains why in the chat."""
     bot = await make_bot()
-    element_password = uuid.uuid4().hex
-    element_user = await synapse.register_user(
-        f"element-{uuid.uuid4().hex[:8]}", element_password
-    )
+    element_user, element_password = await element_account(synapse)
     # The same person on a second device opens the direct chat, as Element's "Start chat" does.
     other_device = Practitioner(
         synapse.base_url, element_user, element_password, tmp_path / "other-device"
@@ -184,18 +193,10 @@ async def test_verify_user_in_element_is_cancelled_at_once_with_an_explanation(
 
     result, stderr = await run_element_client(
         tmp_path,
-        {
-            "homeserver": synapse.base_url,
-            "user_id": element_user,
-            "password": element_password,
-            "room_id": dm,
-            "bot_user_id": bot.user_id,
-            "text": "!help",
-            "timeout_seconds": 60,
-            "isolation": "only_signed",
-            "require_in_reply_to": True,
-            "verify_bot": True,
-        },
+        element_config(
+            synapse, element_user, element_password, dm, bot.user_id, "!help",
+            timeout=60, verify_bot=True,
+        ),
     )
     assert result["ok"], f"{result}\nstderr:\n{stderr}\n{bot.log_tail()}"
     verification = result["verification"]

@@ -9,7 +9,6 @@ import json
 import sqlite3
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,11 @@ from devkit.botproc import BotProcess
 from devkit.practitioner import Practitioner
 from storage.dossier import family_dossier, practitioner_dossier
 from tests.integration.conftest import BotFactory, MakePractitioner
-from tests.integration.test_element_interop import run_element_client
+from tests.integration.test_element_interop import (
+    element_account,
+    element_config,
+    run_element_client,
+)
 from tests.integration.test_family_rooms import (
     activate,
     bot_database,
@@ -189,10 +192,7 @@ async def test_attention_notifies_every_member_in_their_own_client(
     lead = await make_practitioner("lead", displayname="Lena Lead")
     nurse = await make_practitioner("nurse", displayname="Nia Nurse")
     room_id = await team_of(bot, lead, (nurse, "Health visitor"))
-    element_password = uuid.uuid4().hex
-    element_user = await synapse.register_user(
-        f"element-{uuid.uuid4().hex[:8]}", element_password
-    )
+    element_user, element_password = await element_account(synapse)
     await lead.ask(room_id, f"!invite {element_user} Class teacher", bot=bot.user_id)
 
     async def alert_once_joined() -> str:
@@ -204,18 +204,10 @@ async def test_attention_notifies_every_member_in_their_own_client(
     try:
         result, stderr = await run_element_client(
             tmp_path,
-            {
-                "homeserver": synapse.base_url,
-                "user_id": element_user,
-                "password": element_password,
-                "room_id": room_id,
-                "bot_user_id": bot.user_id,
-                "text": "!help",
-                "timeout_seconds": 90,
-                "isolation": "only_signed",
-                "require_in_reply_to": True,
-                "wait_for_mention": True,
-            },
+            element_config(
+                synapse, element_user, element_password, room_id, bot.user_id, "!help",
+                timeout=90, wait_for_mention=True,
+            ),
         )
     finally:
         asked = await alerting

@@ -28,9 +28,10 @@ import pytest
 
 from commands import build_registry
 from commands.framework.context import RoomKind
-from commands.framework.registry import Command, Group
+from commands.framework.registry import Group
 from markup import Reply
 from storage import Database, OutboxItem
+from tests.unit.test_command_properties import every_command
 from tests.unit.test_router_guards import RecordingGateway, _loop
 from tests.unit.test_sync_pipeline import ALICE, FakeClient, _text
 from tests.unit.test_sync_pipeline import ROOM as ROUTER_ROOM
@@ -262,15 +263,6 @@ ROUTER_CELLS = [
 
 
 # --- the checks -------------------------------------------------------------------------------
-
-
-def every_command(commands: tuple[Command, ...]) -> list[Command]:
-    found: list[Command] = []
-    for item in commands:
-        found.append(item)
-        if isinstance(item, Group):
-            found.extend(every_command(item.subcommands))
-    return found
 
 
 def resolve(body: str) -> str:
