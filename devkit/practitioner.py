@@ -107,17 +107,26 @@ class Practitioner:
         async with self._key_lock:
             if self.client.should_upload_keys:
                 _check(await self.client.keys_upload(), "upload device keys")
+        await self.resume()
+
+    async def resume(self) -> None:
+        """Start syncing (again); returns after the first sync."""
         first = self._syncs
         self._sync_task = asyncio.create_task(self._sync_forever(), name=f"sync {self.user_id}")
         await self._wait(lambda: self._syncs > first, 30, "the first sync")
 
-    async def close(self) -> None:
-        """Stop syncing and close the HTTP session (the E2EE store stays on disk)."""
+    async def pause(self) -> None:
+        """Stop syncing for a while (a benchmark's bystanders), so this process spends no CPU
+        on the client until `resume()`; what arrives meanwhile is synced then."""
         task, self._sync_task = self._sync_task, None
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+    async def close(self) -> None:
+        """Stop syncing and close the HTTP session (the E2EE store stays on disk)."""
+        await self.pause()
         await self.client.close()
 
     # --- the background sync loop -----------------------------------------------------------

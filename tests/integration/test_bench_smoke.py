@@ -1,5 +1,6 @@
 """The Synapse-backed benchmark (`bench.council`) at a tiny scale, so `make test` notices when
-it breaks: every figure is there, and `!cases` for a lead of 384 families reaches them whole."""
+it breaks: every figure is there, the roster mirrors every membership change, and `!cases`
+for a lead of 384 families reaches them whole."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from bench import council
 
 
 async def test_council_bench_produces_every_figure() -> None:
-    args = argparse.Namespace(rooms=[22], rounds=3, seconds=2.0, due=50, finale=True)
+    args = argparse.Namespace(rooms=[22], rounds=3, seconds=2.0, due=50, finale=True, members=2,
+                              start_only=[24], mirror_rooms=3, visitors=2)
     results = await council.run(args)
     step = results["steps"]["22"]
     assert step["rooms"] >= 22
@@ -19,6 +21,12 @@ async def test_council_bench_produces_every_figure() -> None:
         assert step["latency"][path]["n"] == 3
     assert step["concurrency"]["answers"] > 0
     assert step["peak_rss_mb"] > 0
+    assert step["no_token_start"]["first_answer_s"] >= step["no_token_start"]["ready_s"] > 0
+    assert results["steps"]["24"]["rooms"] == 24
+    assert "latency" not in results["steps"]["24"], "a start-up-only step"
+    mirrored = results["mirroring"]
+    assert mirrored["changes"] == 12
+    assert mirrored["roster_matched_s"] > 0
     assert results["cases"]["all_listed"] is True, results["cases"]
     assert results["cases"]["messages"] > 1, "a long answer is split, not lost"
     assert results["sweep"]["whois_during"]["n"] > 0
