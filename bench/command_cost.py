@@ -4,10 +4,12 @@ Runs the bot's real pipeline (the sync loop's `_apply`, the router, the dispatch
 sender with its sent hook) against a fake nio client that holds N family rooms, on a database
 seeded to a council's size with a year of history (`bench.history`), and times each stage:
 decrypt (megolm, vodozemac, and parsing the event), parse (the command line), the command's
-transaction (inbox check, handling, audit row, reply queued, COMMIT with its fsync), the sync
-token's transaction, encrypt (megolm) and send (the outbox's due query, the homeserver's answer
-taken as instant, the "sent" transaction and the next-attempt query). The baseline is the same
-pipeline on a fresh database with 10 rooms, measured in the same run.
+transaction (inbox check, handling, audit row, reply queued, the sync token of its response,
+COMMIT with its fsync), encrypt (megolm) and send (the outbox's due query, the homeserver's
+answer taken as instant, the "sent" transaction and the next-attempt query). Each stage's
+median count of statements (trips to the database thread) and the time SQLite itself spent
+on them (fsync included) are reported beside its time. The baseline is the same pipeline on a
+fresh database with 10 rooms, measured in the same run.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 from nio import Event, MatrixRoom, RoomMessageText, RoomSendResponse
 from nio.crypto.sessions import InboundGroupSession, OutboundGroupSession
 
+from bench.dbtime import DatabaseTime
 from bench.history import seed_families, seed_history, utc
 from bot.clock import ManualClock
 from bot.config import parse_config
@@ -44,7 +47,7 @@ SERVER = "council.example"
 BOT = f"@patchwork:{SERVER}"
 NOW = utc(2027, 3, 1)
 KEY = bytes(range(32))
-STAGES = ("decrypt", "parse", "transaction", "token", "encrypt", "send")
+STAGES = ("decrypt", "parse", "transaction", "encrypt", "send")
 
 
 class FakeClient:
@@ -129,72 +132,78 @@ async def measure(path: Path, families: int, rounds: int) -> dict[str, Any]:
     ours.mark_as_shared()
     ours.max_messages = ours_max
     times: dict[str, list[float]] = {stage: [] for stage in STAGES}
+    statements: dict[str, list[int]] = {stage: [] for stage in STAGES}
+    sqlite: dict[str, list[float]] = {stage: [] for stage in STAGES}
+    meter = DatabaseTime()
     clock = ManualClock(NOW)
-    async with await Database.open(path, clock=clock, audit_key=KEY) as db:
-        loop, sender = _pipeline(db, client, path.parent)
+    with meter.counting():
+        async with await Database.open(path, clock=clock, audit_key=KEY) as db:
+            loop, sender = _pipeline(db, client, path.parent)
 
-        async def timed(stage: str, work: Callable[[], Awaitable[object]]) -> object:
-            started = time.perf_counter()
-            result = await work()
-            times[stage].append(time.perf_counter() - started)
-            return result
+            async def timed(stage: str, work: Callable[[], Awaitable[object]]) -> object:
+                calls, spent = meter.calls, meter.seconds
+                started = time.perf_counter()
+                result = await work()
+                times[stage].append(time.perf_counter() - started)
+                statements[stage].append(meter.calls - calls)
+                sqlite[stage].append(meter.seconds - spent)
+                return result
 
-        for index in range(rounds + 5):
-            clock.advance(timedelta(seconds=2))
-            event_id = f"$bench{index}"
-            body = {"type": "m.room.message", "room_id": room.room_id,
-                    "content": {"msgtype": "m.text", "body": "!whois"}}
-            ciphertext = outbound.encrypt(json.dumps(body))
+            for index in range(rounds + 5):
+                clock.advance(timedelta(seconds=2))
+                event_id = f"$bench{index}"
+                body = {"type": "m.room.message", "room_id": room.room_id,
+                        "content": {"msgtype": "m.text", "body": "!whois"}}
+                ciphertext = outbound.encrypt(json.dumps(body))
 
-            async def decrypt(ciphertext: str = ciphertext, event_id: str = event_id) -> Event:
-                plaintext, _ = inbound.decrypt(ciphertext)
-                source = json.loads(plaintext)
-                source.update(event_id=event_id, sender=sender_id, origin_server_ts=1)
-                event = Event.parse_event(source)
-                event.decrypted = True
-                return event
+                async def decrypt(ciphertext: str = ciphertext, event_id: str = event_id) -> Event:
+                    plaintext, _ = inbound.decrypt(ciphertext)
+                    source = json.loads(plaintext)
+                    source.update(event_id=event_id, sender=sender_id, origin_server_ts=1)
+                    event = Event.parse_event(source)
+                    event.decrypted = True
+                    return event
 
-            event = await timed("decrypt", decrypt)
-            assert isinstance(event, RoomMessageText)
+                event = await timed("decrypt", decrypt)
+                assert isinstance(event, RoomMessageText)
 
-            async def parse(event: RoomMessageText = event) -> object:
-                return parse_invocation(command_text(event.body, event.formatted_body), "!")
+                async def parse(event: RoomMessageText = event) -> object:
+                    return parse_invocation(command_text(event.body, event.formatted_body), "!")
 
-            await timed("parse", parse)
-            async def handle(event: RoomMessageText = event) -> None:
-                await loop.process_event(room, event, apply_effects=True)
+                await timed("parse", parse)
+                async def handle(event: RoomMessageText = event, index: int = index) -> None:
+                    # A response holding one command: its token commits with the command.
+                    await loop.process_event(room, event, apply_effects=True,
+                                             next_batch=f"s{index}")
 
-            await timed("transaction", handle)
-
-            async def token(index: int = index) -> None:
-                async with db.transaction() as tx:
-                    await tx.sync.set_next_batch(f"s{index}")
-
-            await timed("token", token)
-            async with db.read() as tx:
-                due = await tx.outbox.due(50)
-            assert due, "the command queued no reply"
-
-            async def encrypt(item: Any = due[0]) -> str:
-                plaintext = dict(item.payload)
-                plaintext["room_id"] = room.room_id
-                return str(ours.encrypt(json.dumps(plaintext)))
-
-            await timed("encrypt", encrypt)
-
-            async def send() -> None:
-                await sender.drain_once()
+                await timed("transaction", handle)
                 async with db.read() as tx:
-                    await tx.outbox.next_attempt_time()
+                    due = await tx.outbox.due(50)
+                assert due, "the command queued no reply"
 
-            await timed("send", send)
-        if index >= 0:
-            for stage in STAGES:
-                del times[stage][:5]  # warm-up
-        async with db.read() as tx:
-            intact = await tx.audit.verify() is None
+                async def encrypt(item: Any = due[0]) -> str:
+                    plaintext = dict(item.payload)
+                    plaintext["room_id"] = room.room_id
+                    return str(ours.encrypt(json.dumps(plaintext)))
+
+                await timed("encrypt", encrypt)
+
+                async def send() -> None:
+                    await sender.drain_once()
+                    async with db.read() as tx:
+                        await tx.outbox.next_attempt_time()
+
+                await timed("send", send)
+            if index >= 0:
+                for stage in STAGES:
+                    del times[stage][:5], statements[stage][:5], sqlite[stage][:5]  # warm-up
+            async with db.read() as tx:
+                intact = await tx.audit.verify() is None
     medians = {stage: 1000 * statistics.median(values) for stage, values in times.items()}
-    return {"median_ms": medians, "total_ms": sum(medians.values()), "audit_intact": intact}
+    counts = {stage: statistics.median(values) for stage, values in statements.items()}
+    in_sqlite = {stage: 1000 * statistics.median(values) for stage, values in sqlite.items()}
+    return {"median_ms": medians, "total_ms": sum(medians.values()), "statements": counts,
+            "sqlite_ms": in_sqlite, "audit_intact": intact}
 
 
 async def run(families: int, days: int, rounds: int) -> dict[str, Any]:
@@ -215,10 +224,14 @@ def report(result: dict[str, Any]) -> None:
     print(f"bot's own cost of one !whois, in-process (median of each stage, ms); "
           f"council: {council['rooms']} rooms, {council['history_days']} days of history "
           f"{council['rows']}")
-    print(f"  {'stage':<14}{'10 rooms':>10}{'council':>10}")
+    print(f"  {'stage':<14}{'10 rooms':>10}{'council':>10}{'statements':>12}{'in SQLite':>11}")
     for stage in STAGES:
-        print(f"  {stage:<14}{base['median_ms'][stage]:10.3f}{council['median_ms'][stage]:10.3f}")
-    print(f"  {'total':<14}{base['total_ms']:10.3f}{council['total_ms']:10.3f}")
+        print(f"  {stage:<14}{base['median_ms'][stage]:10.3f}{council['median_ms'][stage]:10.3f}"
+              f"{council['statements'][stage]:12g}{council['sqlite_ms'][stage]:11.3f}")
+    total = sum(council["statements"].values())
+    in_sqlite = sum(council["sqlite_ms"].values())
+    print(f"  {'total':<14}{base['total_ms']:10.3f}{council['total_ms']:10.3f}{total:12g}"
+          f"{in_sqlite:11.3f}")
 
 
 def main() -> None:

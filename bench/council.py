@@ -121,7 +121,26 @@ class Suite:
                     for k in range(members_each)] for n in range(missing)]
         new = await add_rooms(self.council, self.lead, self.bot_user, members)
         write_families(self.database, self.council, new, self.lead.user_id, self.bot_user)
+        await self.settle()
         logging.info("seeded %d rooms in %.0f s", missing, time.perf_counter() - started)
+
+    async def settle(self) -> None:
+        """Let the bot take in what seeding did, as it would have live (the joins, their
+        welcomes, each practitioner's direct chat), so a timed start is a restart after a
+        short stop: start it, wait until nothing is left to send but messages held for
+        someone's join, and stop it."""
+        await self.bot.start(timeout=900)
+
+        def unsent() -> int:
+            with sqlite3.connect(f"file:{self.database}?mode=ro", uri=True) as conn:
+                return int(conn.execute(
+                    "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL"
+                    " AND json_extract(payload, '$.await_join') IS NULL").fetchone()[0])
+
+        async with asyncio.timeout(900):
+            while await asyncio.to_thread(unsent):  # noqa: ASYNC110 (the bot's database)
+                await asyncio.sleep(0.5)
+        await self.bot.stop()
 
     async def plain_sync(self, since: str | None) -> float:
         """A plain nio client's sync as the bot's account (no encryption, one request: the

@@ -6,6 +6,7 @@ copies of it measures, in the same run:
   one transaction per batch, write one prompt row for each and clear its `next_prompt_at`;
 - the first sweep after a long outage: 10,000 prompts queued (prompt rows, outbox items,
   audit rows);
+- writing the queued questions as the outbox sends them (a sample, one read each);
 - an idle sweep: nothing due, which is what runs every `prompts.sweep_every`;
 - 10,000 reminders, then 10,000 lapses (kicks and notices queued).
 """
@@ -27,7 +28,7 @@ from bench.dbtime import DatabaseTime
 from bot.clock import ManualClock
 from bot.working_hours import WorkingHours
 from rooms.policy import TeamPolicy
-from rooms.prompts import PromptSettings, SweepReport, sweep
+from rooms.prompts import PromptSettings, SweepReport, queued_content, sweep
 from storage import Database
 from storage.codec import encode_time
 
@@ -135,6 +136,28 @@ async def timed(
     return elapsed
 
 
+WRITTEN = 1000
+"""Questions written as the outbox would, each in a read transaction of its own."""
+
+
+async def write_when_sent(db: Database, limit: int) -> int:
+    """What the sender's content hook does for each question it sends (no write lock held)."""
+    async with db.read() as tx:
+        items = await tx.outbox.due(limit)
+    for item in items:
+        async with db.read() as tx:
+            content = await queued_content(tx, item.room_id, item.payload, SETTINGS, POLICY)
+        assert content is not None
+    return len(items)
+
+
+async def queued_bytes(db: Database) -> int:
+    """What the outbox holds, in payload bytes: what the sweeps wrote into it."""
+    async with db.read() as tx:
+        row = await tx.fetchone("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM outbox")
+    return 0 if row is None else int(row[0])
+
+
 async def chain_intact(db: Database) -> bool:
     async with db.read() as tx:
         return await tx.audit.verify() is None
@@ -162,18 +185,25 @@ async def run(families: int, members: int) -> dict[str, object]:
         async with await Database.open(sweep_path, clock=clock, audit_key=bytes(32)) as db:
             await timed(figures, "first", f"first sweep: {total} prompts queued",
                         lambda: sweep(db, SETTINGS, POLICY))
+            after_first = await queued_bytes(db)
+            figures["first"]["outbox_bytes"] = after_first
+            await timed(figures, "written", f"written when sent: {WRITTEN} questions",
+                        lambda: write_when_sent(db, WRITTEN))
             await timed(figures, "idle", "idle sweep: nothing due",
                         lambda: sweep(db, SETTINGS, POLICY))
             await mark_all_sent(db)
             clock.advance(timedelta(days=3))
             await timed(figures, "reminders", f"reminder sweep: {total} reminders",
                         lambda: sweep(db, SETTINGS, POLICY))
+            figures["reminders"]["outbox_bytes"] = await queued_bytes(db) - after_first
             clock.advance(timedelta(days=11))
             await timed(figures, "lapses", f"lapse sweep: {total} lapses",
                         lambda: sweep(db, SETTINGS, POLICY))
             intact = await chain_intact(db)
     first, floor = figures["first"], figures["baseline"]
-    print(f"\nfirst sweep: {first['database_ms'] / floor['database_ms']:.1f}x the baseline's "
+    print(f"\noutbox payloads written: {first['outbox_bytes'] / 1000:.0f} KB by the first sweep, "
+          f"{figures['reminders']['outbox_bytes'] / 1000:.0f} KB by the reminders")
+    print(f"first sweep: {first['database_ms'] / floor['database_ms']:.1f}x the baseline's "
           f"database time, {first['wall_ms'] / total * 1000:.0f} us per involvement; audit "
           f"chain {'intact' if intact else 'BROKEN'}")
     return {"involvements": total, "audit_chain_intact": intact, **figures}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import timedelta
+from typing import Any
 
 from nio import AsyncClient, ErrorResponse
 
@@ -35,7 +36,8 @@ from rooms.exports import Attachment, build_attachment
 from rooms.failures import on_item_failed
 from rooms.family_room import on_room_created
 from rooms.family_view import CARD_KEY, VIEW_KEY, on_card_sent, on_view_room_created
-from rooms.prompts import held_until, on_message_sent, sweep
+from rooms.policy import TeamPolicy
+from rooms.prompts import PromptSettings, held_until, on_message_sent, queued_content, sweep
 from storage import Database, OutboxItem, Transaction
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,14 @@ async def _attachment(db: Database, client: AsyncClient, item: OutboxItem) -> At
     the bot shown typing in the room meanwhile."""
     async with typing_while(client, item.room_id), db.read() as tx:
         return await build_attachment(tx, item.payload)
+
+
+async def _content(
+    db: Database, item: OutboxItem, prompts: PromptSettings, policy: TeamPolicy
+) -> dict[str, Any] | None:
+    """The text of a question or reminder the sweep queued by name, written as it is sent."""
+    async with db.read() as tx:
+        return await queued_content(tx, item.room_id, item.payload, prompts, policy)
 
 
 async def _connect_with_retry(config: Config, stop: asyncio.Event) -> AsyncClient | None:
@@ -133,6 +143,7 @@ async def run_bot(
                     else held_until(item.payload, now, prompts)
                 ),
                 attachment=lambda item: _attachment(db, client, item),
+                content=lambda item: _content(db, item, prompts, policy),
                 faults=faults,
                 metrics=metrics,
             )

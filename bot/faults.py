@@ -12,7 +12,8 @@ CREATE_ROOM_RETURNED = "create_room.returned"
 SEND_ACCEPTED = "send.accepted"
 """The homeserver accepted a message or an action; it is not marked sent yet."""
 BEFORE_TOKEN = "sync.before_token"  # noqa: S105 - a point name, not a secret
-"""A response's events are committed; its sync token is not."""
+"""A response's events are committed but its last, whose transaction also stores the sync token
+and has not committed (or, when the response ends with nothing to apply, all of its events)."""
 SWEEP_BATCH = "sweep.batch_committed"
 """One batch of a prompt sweep has committed; the rest of the sweep has not run."""
 POINTS = (CREATE_ROOM_RETURNED, SEND_ACCEPTED, BEFORE_TOKEN, SWEEP_BATCH)

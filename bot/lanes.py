@@ -24,6 +24,19 @@ class Lanes:
         """A lane ended by something other than an Exception (the process is meant to die
         there, as in the fault suite): the caller re-raises it."""
 
+    @property
+    def busy(self) -> list[str]:
+        """The keys of the lanes running now."""
+        return list(self._running)
+
+    @property
+    def free(self) -> int:
+        return max(0, self._limit - len(self._running))
+
+    @property
+    def full(self) -> bool:
+        return self.free == 0
+
     def start(
         self, key: str, work: Coroutine[Any, Any, None]
     ) -> asyncio.Task[None] | None:

@@ -3,9 +3,9 @@
 nio's own token persistence saves the token before callbacks run, so a crash would lose
 events. Instead the token lives in our database. For each event we open a transaction, check
 the inbox of processed event ids, record the event's effects (roster rows, outbox replies) and
-its inbox row, and commit; only after all events of a sync response are committed does the
-token advance. A crash anywhere replays at most the events of one response, and the inbox
-makes the replay a no-op.
+its inbox row, and commit; the token advances only with the last event of a sync response
+(in its transaction: no COMMIT of its own). A crash anywhere replays at most the events of one
+response, and the inbox makes the replay a no-op.
 
 An event whose handling fails is tried again with the whole response (the token does not
 advance), up to `MAX_EVENT_ATTEMPTS` times: a busy database or a dropped connection loses
@@ -50,7 +50,7 @@ from commands.framework.dispatcher import new_reference
 from markup import Reply
 from rooms.policy import TeamPolicy
 from rooms.reconcile import reconcile_family
-from storage import Database, UndecryptedEvent, transaction_id
+from storage import Database, Transaction, UndecryptedEvent, transaction_id
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ class SyncLoop:
         self.synced_once = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
-        async with self._db.read() as tx:
+        async with self._db.read(snapshot=False) as tx:
             token = await tx.sync.get_next_batch()
         first = True
         while not stop.is_set():
@@ -171,16 +171,23 @@ class SyncLoop:
         for room_id, info in response.rooms.invite.items():
             await self._handle_invite(room_id, info.invite_state)
         missed = await self._missed_events(response, initial=initial)
-        for room_id, info in response.rooms.join.items():
-            room = self._client.rooms.get(room_id)
-            if room is None:
-                continue
-            for event in [*missed.get(room_id, []), *info.timeline.events]:
-                await self.process_event(room, event, apply_effects=not initial)
-        await self.retry_undecrypted()
-        self._faults.reached(BEFORE_TOKEN)
-        async with self._db.transaction() as tx:
-            await tx.sync.set_next_batch(response.next_batch)
+        events = [
+            (room, event)
+            for room_id, info in response.rooms.join.items()
+            if (room := self._client.rooms.get(room_id)) is not None
+            for event in [*missed.get(room_id, []), *info.timeline.events]
+        ]
+        stored = False  # whether the token was stored
+        for index, (room, event) in enumerate(events):
+            # The last event's transaction stores the token too (one COMMIT fewer): all the
+            # others have committed by then, and if it fails the token stays where it was.
+            token = response.next_batch if index == len(events) - 1 else None
+            stored = await self.process_event(room, event, apply_effects=not initial,
+                                              next_batch=token)
+        if not stored:  # nothing to apply, or the last event was parked or skipped
+            async with self._db.transaction() as tx:
+                await self._store_token(tx, response.next_batch)
+        await self.retry_undecrypted()  # parked events wait in the database, not on the token
         self._outbox.wake()
         await self._send_receipts()
 
@@ -198,7 +205,7 @@ class SyncLoop:
 
         Runs after the first full-state sync, when nio knows every room's current members.
         """
-        async with self._db.read() as tx:
+        async with self._db.read(snapshot=False) as tx:
             families = await tx.families.all_open()
         for family in families:
             room = self._client.rooms.get(family.room_id) if family.room_id else None
@@ -220,28 +227,34 @@ class SyncLoop:
                 log.info("reconciled %d roster changes in family %s", len(changes), family.id)
         self._outbox.wake()
 
-    async def process_event(self, room: MatrixRoom, event: Any, *, apply_effects: bool) -> None:
+    async def process_event(
+        self, room: MatrixRoom, event: Any, *, apply_effects: bool, next_batch: str | None = None
+    ) -> bool:
+        """Handle one event of a response; `next_batch` (for its last event) commits with the
+        event. True if the token was stored."""
         event_id = getattr(event, "event_id", None)
         if not event_id:
-            return
+            return False
         if isinstance(event, MegolmEvent) and apply_effects:
             await self._park_undecrypted(room.room_id, event)
-            return
-        if not await self._apply(room, event, event_id, apply_effects=apply_effects):
+            return False
+        if not await self._apply(room, event, event_id, apply_effects, next_batch):
             raise EventRetry(event_id)
+        return next_batch is not None
 
     async def _apply(
-        self, room: MatrixRoom, event: Any, event_id: str, *, apply_effects: bool = True
+        self, room: MatrixRoom, event: Any, event_id: str, apply_effects: bool = True,
+        next_batch: str | None = None,
     ) -> bool:
-        """Handle an event once; True when it is recorded as processed (handled, or given up
-        on as poison), False when it failed for now and should be tried again."""
+        """Handle an event once, `next_batch` in its transaction; True when it is recorded as
+        processed (handled, or given up on as poison), False when it should be tried again."""
         try:
             matrix = await self._router.prepare(room, event) if apply_effects else None
             async with self._db.transaction() as tx:
-                if not await tx.sync.is_processed(event_id):
-                    if apply_effects:
-                        await self._router.handle(tx, room, event, matrix)
-                    await tx.sync.mark_processed(event_id, room.room_id)
+                # The inbox row first: it commits or rolls back with the effects either way.
+                if await tx.sync.mark_processed(event_id, room.room_id) and apply_effects:
+                    await self._router.handle(tx, room, event, matrix)
+                await self._store_token(tx, next_batch)
         except Exception:
             failures = self._failures.get(event_id, 0) + 1
             self._failures[event_id] = failures
@@ -261,8 +274,15 @@ class SyncLoop:
                 if not await tx.sync.is_processed(event_id):
                     await self._router.poisoned(tx, room, event, reference)
                     await tx.sync.mark_processed(event_id, room.room_id)
+                await self._store_token(tx, next_batch)
         self._failures.pop(event_id, None)
         return True
+
+    async def _store_token(self, tx: Transaction, next_batch: str | None) -> None:
+        """The response's token, in the transaction of the last thing the response did."""
+        if next_batch is not None:
+            self._faults.reached(BEFORE_TOKEN)
+            await tx.sync.set_next_batch(next_batch)
 
     async def _park_undecrypted(self, room_id: str, event: MegolmEvent) -> None:
         """Keep an event we cannot decrypt yet; it is retried whenever keys may have arrived."""
@@ -285,7 +305,7 @@ class SyncLoop:
         """Decrypt parked events whose keys have arrived; tell senders once after a grace
         period, and stop trying `PARKED_HORIZON` after that. One parked event that cannot be
         handled never stops the others, or the sync token."""
-        async with self._db.read() as tx:
+        async with self._db.read(snapshot=False) as tx:
             parked = await tx.sync.undecrypted()
             now = tx.now()
         for item in parked:
@@ -355,7 +375,7 @@ class SyncLoop:
         first = next((getattr(event, "event_id", None) for event in events), None)
         if not first:
             return False
-        async with self._db.read() as tx:
+        async with self._db.read(snapshot=False) as tx:
             return await tx.sync.is_processed(first)
 
     async def _backfill(self, room_id: str, prev_batch: str | None) -> list[Any]:
@@ -372,7 +392,7 @@ class SyncLoop:
                 log.warning("could not page back in %s: %s", room_id, response)
                 break
             reached_known = False
-            async with self._db.read() as tx:
+            async with self._db.read(snapshot=False) as tx:
                 horizon = (tx.now() - HISTORY_RETENTION).timestamp() * 1000
                 for event in response.chunk:
                     event_id = getattr(event, "event_id", None)

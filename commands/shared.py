@@ -56,7 +56,7 @@ async def display_name(
     """The name the practitioner gave us, else their Matrix display name."""
     if practitioner is not None and practitioner.display_name:
         return practitioner.display_name
-    return await ctx.matrix.get_display_name(user_id)
+    return await ctx.matrix.get_display_name(user_id, ctx.room_id)
 
 
 async def tell_in_direct_chat(

@@ -248,10 +248,14 @@ def _contact(member: Member) -> list[Markup]:
 
 
 def _join(parts: list[Markup], separator: str = " · ") -> Markup:
-    joined = Markup()
-    for index, part in enumerate(parts):
-        joined += (separator if index else "") + part
-    return joined
+    """The parts with `separator` between them, built in one pass (a team of twelve has some
+    ninety parts; adding them one by one copied the growing text each time)."""
+    between = text(separator)
+    return Markup(
+        between.body.join(part.body for part in parts),
+        between.html.join(part.html for part in parts),
+        tuple(dict.fromkeys(user_id for part in parts for user_id in part.mentions)),
+    )
 
 
 def _team(reference: str, members: list[Member], privileged: bool, prefix: str) -> Markup:

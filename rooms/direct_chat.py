@@ -62,8 +62,21 @@ async def tell_privately(
         )
         return room_id
     content = Reply.from_markup(message, notify=notify).to_content()
+    txn_id = transaction_id(*cause, "open-direct")
+    if await tx.outbox.get(txn_id) is not None:
+        return None  # this cause was handled already
+    opening = await _opening(tx, user_id)
+    if opening is not None and opening.is_pending:
+        # One direct chat per person: a second message waits in the same creation (welcomes
+        # to several families at once would otherwise open a room each).
+        await tx.outbox.add_to_list(opening.id, MESSAGES_KEY, content)
+        return None
+    if opening is not None and opening.result is not None:
+        # Created, but not synced yet: the message goes in, held for their join like the rest.
+        await _queue_in_direct(tx, txn_id, opening.result, content, user_id)
+        return opening.result
     await tx.outbox.enqueue(
-        transaction_id(*cause, "open-direct"),
+        txn_id,
         f"direct:{user_id}",
         CREATE_ROOM,
         {
@@ -76,20 +89,34 @@ async def tell_privately(
     return None
 
 
+async def _opening(tx: Transaction, user_id: str) -> OutboxItem | None:
+    """The latest creation of a direct chat with `user_id` that has not failed, if any."""
+    items = await tx.outbox.for_room(f"direct:{user_id}", (CREATE_ROOM,))
+    live = [item for item in items if item.failed_at is None]
+    return live[-1] if live else None
+
+
+async def _queue_in_direct(
+    tx: Transaction, txn_id: str, room_id: str, content: Mapping[str, Any], user_id: str | None
+) -> None:
+    await tx.outbox.enqueue(
+        txn_id,
+        room_id,
+        "message",
+        {"type": "m.room.message", "content": content, AWAIT_JOIN_KEY: user_id},
+    )
+
+
 async def on_direct_chat_created(tx: Transaction, item: OutboxItem, room_id: str) -> None:
     """Queue the messages a direct chat was opened for, in the transaction that marks its
-    creation sent (so a crash replays both together)."""
-    messages = item.payload.get(MESSAGES_KEY) or []
+    creation sent (so a crash replays both together). They are read again here: a message
+    may have joined them while the room was being created."""
+    current = await tx.outbox.get(item.txn_id) or item
+    messages = current.payload.get(MESSAGES_KEY) or []
     for index, content in enumerate(messages):
-        await tx.outbox.enqueue(
-            transaction_id(item.txn_id, "message", str(index)),
-            room_id,
-            "message",
-            {
-                "type": "m.room.message",
-                "content": content,
-                AWAIT_JOIN_KEY: item.payload.get(DIRECT_FOR_KEY),
-            },
+        await _queue_in_direct(
+            tx, transaction_id(item.txn_id, "message", str(index)), room_id, content,
+            item.payload.get(DIRECT_FOR_KEY),
         )
 
 

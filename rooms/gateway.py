@@ -11,7 +11,9 @@ from typing import Protocol
 class MatrixGateway(Protocol):
     """What commands and rooms may ask of Matrix."""
 
-    async def get_display_name(self, user_id: str) -> str | None: ...
+    async def get_display_name(self, user_id: str, room_id: str | None = None) -> str | None:
+        """Their Matrix display name, as `room_id` shows it if given (else any room)."""
+        ...
 
     async def user_exists(self, user_id: str) -> bool | None:
         """True or False as the user's homeserver said; None if it did not answer in time."""

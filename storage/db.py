@@ -115,12 +115,16 @@ class Database:
         """
         return self._transaction("BEGIN IMMEDIATE")
 
-    def read(self) -> contextlib.AbstractAsyncContextManager[Transaction]:
-        """A read transaction (BEGIN DEFERRED): a consistent snapshot across several queries."""
-        return self._transaction("BEGIN DEFERRED")
+    def read(self, *, snapshot: bool = True) -> contextlib.AbstractAsyncContextManager[Transaction]:
+        """A read transaction (BEGIN DEFERRED): a consistent snapshot across several queries.
+
+        With `snapshot=False` there is no BEGIN or COMMIT (two trips to the database thread
+        fewer): each statement sees the latest commit on its own, which is all a block of one
+        SELECT needs. Such a block cannot write."""
+        return self._transaction("BEGIN DEFERRED" if snapshot else None)
 
     @asynccontextmanager
-    async def _transaction(self, begin: str) -> AsyncIterator[Transaction]:
+    async def _transaction(self, begin: str | None) -> AsyncIterator[Transaction]:
         current = asyncio.current_task()
         if current is not None and self._owner is current:
             # Waiting for our own lock would hang forever; nested work belongs in a savepoint.
@@ -130,6 +134,15 @@ class Database:
                 raise RuntimeError("the database is closed")
             self._owner = current
             try:
+                if begin is None:
+                    tx = Transaction(
+                        self._connection, self._clock, self._audit_key, writable=False
+                    )
+                    try:
+                        yield tx
+                    finally:
+                        tx._finish()
+                    return
                 await self._connection.execute(begin)
                 tx = Transaction(self._connection, self._clock, self._audit_key)
                 try:

@@ -36,6 +36,8 @@ _ACTIVATE_WITH_BASIS = (
 class FamilyRepository:
     def __init__(self, tx: Transaction) -> None:
         self._tx = tx
+        self._rooms: dict[str, Family | None] = {}
+        self._rooms_at = 0  # the transaction's write count when `_rooms` was read
 
     async def create(self, reference: str, room_id: str | None, created_by: str) -> Family:
         """A new family in status `pending`; the reference is unique regardless of case."""
@@ -67,7 +69,18 @@ class FamilyRepository:
         return {int(row["id"]): Family.from_row(row) for row in rows}
 
     async def by_room(self, room_id: str) -> Family | None:
-        return await self._one("SELECT * FROM family WHERE room_id = ?", room_id)
+        """Kept until the transaction next writes: a command reads its room's family up to
+        three times (the room's kind, the command's family, the lead check)."""
+        stamp = self._tx.writes
+        if self._rooms_at != stamp:
+            self._rooms.clear()
+            self._rooms_at = stamp
+        if room_id in self._rooms:
+            return self._rooms[room_id]
+        family = await self._one("SELECT * FROM family WHERE room_id = ?", room_id)
+        if self._tx.writes == stamp:
+            self._rooms[room_id] = family
+        return family
 
     async def by_reference(self, reference: str) -> Family | None:
         return await self._one("SELECT * FROM family WHERE reference = ?", reference.strip())

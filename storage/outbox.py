@@ -7,7 +7,8 @@ is deduplicated by the homeserver instead of being sent twice.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -102,12 +103,23 @@ class OutboxRepository:
             ],
         )
 
-    async def due(self, limit: int = 50) -> list[OutboxItem]:
+    async def due(
+        self,
+        limit: int = 50,
+        *,
+        busy_rooms: Collection[str] = (),
+        busy_items: Collection[int] = (),
+        ordered: bool = True,
+        standalone: bool = True,
+    ) -> list[OutboxItem]:
         """Pending items whose retry time has come, highest priority first, then oldest first.
 
         An ordered item (`ORDERED_KINDS`) waits while an older ordered item in the same room is
         still backing off, so messages and kicks in one room go out in the order they were
-        queued.
+        queued. The sender leaves out what it is sending already: the ordered items of
+        `busy_rooms`, the stand-alone `busy_items`, every ordered item unless `ordered`, every
+        stand-alone one unless `standalone`; so `limit` items of busy rooms never hide the
+        items of an idle one.
         """
         now = encode_time(self._tx.now())
         rows = await self._tx.fetchall(
@@ -119,8 +131,19 @@ class OutboxRepository:
             "   AND earlier.kind IN ('message', 'kick', 'state')"
             "   AND earlier.sent_at IS NULL AND earlier.failed_at IS NULL"
             "   AND earlier.next_attempt_at > :now))"
+            " AND (CASE WHEN item.kind IN ('message', 'kick', 'state')"
+            "   THEN :ordered AND item.room_id NOT IN (SELECT value FROM json_each(:busy_rooms))"
+            "   ELSE :standalone AND item.id NOT IN (SELECT value FROM json_each(:busy_items))"
+            "   END)"
             " ORDER BY priority DESC, id LIMIT :limit",
-            {"now": now, "limit": limit},
+            {
+                "now": now,
+                "limit": limit,
+                "busy_rooms": json.dumps(sorted(busy_rooms)),
+                "busy_items": json.dumps(sorted(busy_items)),
+                "ordered": ordered,
+                "standalone": standalone,
+            },
         )
         return [OutboxItem.from_row(row) for row in rows]
 
@@ -204,6 +227,14 @@ class OutboxRepository:
             "UPDATE outbox SET payload = json_set(payload, '$.content', json(?))"
             " WHERE id = ? AND sent_at IS NULL AND failed_at IS NULL",
             (encode_json_object(content), item_id),
+        )
+
+    async def add_to_list(self, item_id: int, key: str, value: Mapping[str, Any]) -> None:
+        """Append `value` to the list under `key` in a pending item's payload (a message
+        that waits, with others, for a direct chat being opened)."""
+        await self._update(
+            item_id, "payload = json_insert(payload, '$.' || ? || '[#]', json(?))",
+            (key, encode_json_object(value)),
         )
 
     async def forget_room(self, room_id: str) -> int:

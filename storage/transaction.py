@@ -3,6 +3,10 @@
 Repositories are built per transaction and only ever see this object, so nothing can write
 outside a transaction, and everything done through one `Transaction` commits or rolls back
 together (an event's effects, its inbox row and the sync token, for example).
+
+Every statement is a trip to aiosqlite's thread (~0.1 ms on a busy loop), so a transaction
+counts its writes (`writes`): repositories may keep what they read until the next write, and a
+savepoint is opened only when the first write inside it comes.
 """
 
 from __future__ import annotations
@@ -36,12 +40,21 @@ class Transaction:
     """Statements and repositories bound to one BEGIN ... COMMIT on the shared connection."""
 
     def __init__(
-        self, connection: aiosqlite.Connection, clock: Clock, audit_key: bytes | None = None
+        self,
+        connection: aiosqlite.Connection,
+        clock: Clock,
+        audit_key: bytes | None = None,
+        *,
+        writable: bool = True,
     ) -> None:
         self._connection = connection
         self._clock = clock
         self._finished = False
+        self._writable = writable
         self._savepoints = 0
+        self._pending: list[str] = []  # savepoints entered that no write has needed yet
+        self.writes = 0
+        """Statements other than SELECT run so far (rollbacks to a savepoint included)."""
         self.sync = SyncStateRepository(self)
         self.outbox = OutboxRepository(self)
         self.audit = AuditRepository(self, audit_key)
@@ -60,13 +73,13 @@ class Transaction:
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         """Run one statement; returns the number of rows it changed."""
-        self._check_open()
+        await self._before(sql)
         cursor = await self._connection.execute(sql, params)
         return cursor.rowcount
 
     async def insert(self, sql: str, params: Params = ()) -> int | None:
         """Run an INSERT; returns the new rowid, or None if nothing was inserted (OR IGNORE)."""
-        self._check_open()
+        await self._before(sql)
         cursor = await self._connection.execute(sql, params)
         if cursor.rowcount < 1:
             return None
@@ -116,30 +129,50 @@ class Transaction:
         return returned
 
     async def fetchone(self, sql: str, params: Params = ()) -> aiosqlite.Row | None:
-        self._check_open()
+        await self._before(sql)
         # One trip to the database thread instead of three (execute, fetch, close); callers
         # ask for at most one row by id or unique key, so reading them all costs nothing.
         rows = await self._connection.execute_fetchall(sql, params)
         return next(iter(rows), None)
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[aiosqlite.Row]:
-        self._check_open()
+        await self._before(sql)
         return list(await self._connection.execute_fetchall(sql, params))
 
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
-        """A nested atomic block: on error only its own writes are undone, then it re-raises."""
+        """A nested atomic block: on error only its own writes are undone, then it re-raises.
+
+        The SAVEPOINT is issued just before the block's first write, so a block that only
+        reads costs no statement. One that succeeds is not RELEASEd: its writes belong to the
+        enclosing transaction either way, and COMMIT (or ROLLBACK) ends every savepoint."""
         self._check_open()
         self._savepoints += 1
         name = f"sp_{self._savepoints}"
-        await self._connection.execute(f"SAVEPOINT {name}")
+        self._pending.append(name)
         try:
             yield
         except BaseException:
-            await self._connection.execute(f"ROLLBACK TO {name}")
-            await self._connection.execute(f"RELEASE {name}")
+            if name in self._pending:
+                self._pending.remove(name)  # it wrote nothing: nothing to undo
+            else:
+                self.writes += 1  # what was read since may have been undone
+                await self._connection.execute(f"ROLLBACK TO {name}")
+                await self._connection.execute(f"RELEASE {name}")
             raise
-        await self._connection.execute(f"RELEASE {name}")
+        if name in self._pending:
+            self._pending.remove(name)
+
+    async def _before(self, sql: str) -> None:
+        """Before each statement: a write needs the open savepoints and is counted."""
+        self._check_open()
+        if sql.lstrip()[:6].upper() == "SELECT":
+            return
+        if not self._writable:
+            raise RuntimeError("this is a plain read: it cannot write; open a transaction")
+        self.writes += 1
+        while self._pending:
+            await self._connection.execute(f"SAVEPOINT {self._pending.pop(0)}")
 
     def _finish(self) -> None:
         self._finished = True

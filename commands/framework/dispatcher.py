@@ -15,7 +15,8 @@ event's database transaction and sends `ctx.replies` afterwards):
 6. Run the handler inside `ctx.tx.savepoint()`. If it raises, its writes are rolled back and
    the replies it queued are dropped (they described effects that no longer exist); the error
    reply below is still queued, and the outer transaction still commits, so the event is
-   processed once and answered once.
+   processed once and answered once. (A handler that only reads costs no statement for it:
+   the savepoint is opened before its first write; see `storage.transaction`.)
 
 Errors from any step go to one place: a `UserInputError` becomes its message (plus usage when
 `show_usage` is set); any other exception is logged with its traceback and a short reference,

@@ -9,7 +9,8 @@ anyone. The package, by concern:
 - `sweep`: what the scheduler runs every `prompts.sweep_every` and at start-up;
 - `answers`: `!confirm`, `!leave`, the ✅ / ❌ reactions and the poll, and what follows a sent
   prompt;
-- `wording`: what the bot says.
+- `wording`: what the bot says;
+- `rendering`: a queued question or reminder's text, written when the outbox sends it.
 """
 
 from rooms.prompts.answers import (
@@ -25,6 +26,7 @@ from rooms.prompts.answers import (
     reaction_answer,
 )
 from rooms.prompts.asking import prompt_transaction_id
+from rooms.prompts.rendering import queued_content
 from rooms.prompts.schedule import (
     PromptSettings,
     WorkingSchedule,
@@ -75,6 +77,7 @@ __all__ = [
     "on_reaction",
     "poll_answers",
     "prompt_transaction_id",
+    "queued_content",
     "reaction_answer",
     "reminder_due",
     "sweep",

@@ -1,6 +1,7 @@
-"""Asking the still-involved question: what one sweep batch reads, the questions it writes
-out with no lock held (`plan_prompts`), and the one write transaction that queues them
-(`write_prompts`), with a statement per kind of row rather than per row."""
+"""Asking the still-involved question: what one sweep batch reads, what it decides with no
+lock held (`plan_prompts`), and the one write transaction that queues the questions
+(`write_prompts`), with a statement per kind of row rather than per row. A queued question
+names only its prompt; its text is written when it is sent (`rooms.prompts.rendering`)."""
 
 from __future__ import annotations
 
@@ -10,16 +11,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from markup import Reply
 from rooms.policy import TeamPolicy
-from rooms.prompts.answers import PROMPT_PAYLOAD_KEY, iso
+from rooms.prompts.answers import iso
+from rooms.prompts.rendering import question_payload
 from rooms.prompts.schedule import (
-    WORKING_HOURS_KEY,
     PromptSettings,
     back_from_away,
     is_away,
 )
-from rooms.prompts.wording import prompt_text
 from storage import BACKGROUND, Family, Involvement, Practitioner, Transaction, transaction_id
 
 if TYPE_CHECKING:
@@ -61,13 +60,11 @@ class PromptPlan:
     read: dict[int, Involvement] = field(default_factory=dict)
     skipped: list[int] = field(default_factory=list)
     deferred: list[tuple[int, datetime]] = field(default_factory=list)
-    asked: list[tuple[Involvement, Family, datetime, dict[str, object]]] = field(
-        default_factory=list
-    )
+    asked: list[tuple[Involvement, Family, datetime]] = field(default_factory=list)
 
 
 YIELD_EVERY = 16
-"""Questions written between two turns of the event loop, so commands keep being answered."""
+"""Rows planned between two turns of the event loop, so commands keep being answered."""
 
 
 async def plan_prompts(
@@ -75,7 +72,6 @@ async def plan_prompts(
     loaded: Loaded,
     now: datetime,
     settings: PromptSettings,
-    policy: TeamPolicy,
 ) -> PromptPlan:
     plan = PromptPlan(read={row.id: row for row in due})
     for index, involvement in enumerate(due):
@@ -101,11 +97,8 @@ async def plan_prompts(
                 (involvement.id, settings.schedule.next_open(back).astimezone(UTC))
             )
             continue
-        question = prompt_text(
-            involvement, loaded.name(involvement.user_id), settings, policy.command_prefix
-        )
-        content = Reply.from_markup(question, notify=True).to_content()
-        plan.asked.append((involvement, family, due_at, content))
+        # The question itself is written when it is sent (`rendering.queued_content`).
+        plan.asked.append((involvement, family, due_at))
     return plan
 
 
@@ -130,23 +123,20 @@ async def write_prompts(
     cleared = [row_id for row_id in plan.skipped if row_id in unchanged]
     cleared += [involvement.id for involvement, *_ in asked]
     report.skipped += sum(1 for row_id in plan.skipped if row_id in unchanged)
-    prompt_ids = await tx.prompts.insert_many([(row.id, due_at) for row, _, due_at, _ in asked])
+    prompt_ids = await tx.prompts.insert_many([(row.id, due_at) for row, _, due_at in asked])
     items: list[tuple[str, str, str, dict[str, object]]] = []
     audit_rows: list[tuple[int | None, dict[str, object]]] = []
-    for involvement, family, due_at, content in asked:
+    for involvement, family, due_at in asked:
         prompt_id = prompt_ids.get(involvement.id)
         if prompt_id is None or family.room_id is None:
             report.skipped += 1  # already asked for this due date
             continue
-        payload = {
-            "type": "m.room.message",
-            "content": content,
-            PROMPT_PAYLOAD_KEY: prompt_id,
-            WORKING_HOURS_KEY: True,
-        }
-        items.append(
-            (prompt_transaction_id(involvement.id, due_at), family.room_id, "message", payload)
-        )
+        items.append((
+            prompt_transaction_id(involvement.id, due_at),
+            family.room_id,
+            "message",
+            question_payload(prompt_id),
+        ))
         audit_rows.append(
             (
                 family.id,

@@ -22,15 +22,14 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
-from markup import Markup, Reply, blocks, paragraph, user
+from markup import Markup, blocks, paragraph, user
 from rooms.actions import kick_user, post_notice
 from rooms.people import named
 from rooms.policy import TeamPolicy
 from rooms.prompts.asking import Loaded, plan_prompts, write_prompts
+from rooms.prompts.rendering import reminder_payload
 from rooms.prompts.schedule import (
-    WORKING_HOURS_KEY,
     PromptSettings,
-    lapse_due,
     local_today,
 )
 from rooms.prompts.wording import (
@@ -38,7 +37,6 @@ from rooms.prompts.wording import (
     admin_report_text,
     admin_request,
     lapsed_text,
-    reminder_text,
 )
 from storage import (
     BACKGROUND,
@@ -144,15 +142,15 @@ async def _prompt_batches(
     """Every handled involvement gets a new `next_prompt_at` (none while its prompt is open,
     or a later one while its practitioner is away), so each batch only sees rows not yet seen.
 
-    The questions are written out between a read and the write transaction, with no lock
-    held and yielding to the event loop, so a command waits for the batch's statements only,
-    never for the text of two hundred questions."""
+    The batch is planned between a read and the write transaction, with no lock held, and
+    each question is queued by name (its text is written when it is sent), so a command waits
+    for the batch's few statements only."""
     while True:
         async with db.read() as tx:
             due = await tx.involvements.due_for_prompt(tx.now(), settings.batch_size)
             loaded = await Loaded.of(tx, due)
             now = tx.now()
-        plan = await plan_prompts(due, loaded, now, settings, policy)
+        plan = await plan_prompts(due, loaded, now, settings)
         async with db.transaction() as tx:
             await write_prompts(tx, plan, policy, report)
         report.batch_committed()
@@ -175,34 +173,21 @@ async def _reminder_batch(
         limit=settings.batch_size,
     )
     involvements = await tx.involvements.by_ids(prompt.involvement_id for prompt in prompts)
-    loaded = await Loaded.of(tx, involvements.values())
+    # Only where to post: the reminder's words (and the name in them) are written when sent.
+    families = await tx.families.many(row.family_id for row in involvements.values())
     reminded: list[int] = []
     items: list[tuple[str, str, str, dict[str, object]]] = []
     audit_rows: list[tuple[int | None, dict[str, object]]] = []
     for prompt in prompts:
         involvement = involvements.get(prompt.involvement_id)
-        family = None if involvement is None else loaded.families.get(involvement.family_id)
+        family = None if involvement is None else families.get(involvement.family_id)
         if involvement is None or family is None or family.room_id is None:
             continue
-        deadline = lapse_due(replace(prompt, reminded_at=now), settings)
-        assert deadline is not None
-        content = Reply.from_markup(
-            reminder_text(
-                involvement,
-                loaded.name(involvement.user_id),
-                settings,
-                settings.schedule.next_open(deadline),
-                policy.command_prefix,
-            ),
-            notify=True,
-        ).to_content()
-        if prompt.event_id is not None:
-            content["m.relates_to"] = {"m.in_reply_to": {"event_id": prompt.event_id}}
         items.append((
             transaction_id("prompt", str(prompt.id), "reminder"),
             family.room_id,
             "message",
-            {"type": "m.room.message", "content": content, WORKING_HOURS_KEY: True},
+            reminder_payload(prompt.id),
         ))
         reminded.append(prompt.id)
         audit_rows.append((family.id, {"user": involvement.user_id, "prompt_id": prompt.id}))

@@ -13,6 +13,9 @@ async def test_command_cost_explains_every_stage() -> None:
         assert set(figures["median_ms"]) == set(command_cost.STAGES)
         assert all(value > 0 for value in figures["median_ms"].values())
         assert figures["audit_intact"] is True
+        # BEGIN, inbox, family (read once), the sender's and the lead's involvement, the team,
+        # its practitioners, the audit head, SAVEPOINT, audit row, reply, sync token, COMMIT.
+        assert figures["statements"]["transaction"] <= 13
     assert result["council"]["rows"]["audit"] > 0, "the council database has history"
 
 

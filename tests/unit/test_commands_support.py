@@ -68,7 +68,7 @@ class FakeMatrix:
     members: dict[str, dict[str, str]] = field(default_factory=dict)
     direct_rooms: dict[str, str] = field(default_factory=dict)
 
-    async def get_display_name(self, user_id: str) -> str | None:
+    async def get_display_name(self, user_id: str, room_id: str | None = None) -> str | None:
         return self.display_names.get(user_id)
 
     async def user_exists(self, user_id: str) -> bool:

@@ -115,7 +115,7 @@ async def test_an_involvement_that_ended_while_its_question_was_written_is_not_a
         async with db.read() as tx:
             due = await tx.involvements.due_for_prompt(tx.now(), 100)
             loaded = await Loaded.of(tx, due)
-        plan = await plan_prompts(due, loaded, DUE, SETTINGS, POLICY)
+        plan = await plan_prompts(due, loaded, DUE, SETTINGS)
         assert len(plan.asked) == 4
         async with db.transaction() as tx:  # a `!leave` between planning and writing
             await tx.involvements.end(due[0].id, "left")

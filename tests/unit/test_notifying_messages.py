@@ -5,14 +5,17 @@ rule). Replies to commands stay `m.notice` and mention nobody."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from markup import Reply
-from storage import Database
+from storage import Database, OutboxItem
 from tests.unit.test_prompts import (
+    content_of,
     do_sweep,
     messages,
     prompted_team,
     prompts,
+    reminders,
 )
 from tests.unit.test_team_commands_support import (
     ADMIN,
@@ -27,10 +30,8 @@ from tests.unit.test_team_commands_support import (
 pytest_plugins = ("tests.unit.test_team_commands_support",)
 
 
-def _content(item: object) -> dict[str, object]:
-    payload = getattr(item, "payload")  # noqa: B009
-    content: dict[str, object] = payload["content"]
-    return content
+async def _content(db: Database, item: OutboxItem) -> dict[str, Any]:
+    return await content_of(db, item)
 
 
 async def test_the_prompt_notifies_the_practitioner(db: Database, clock: ManualClock) -> None:
@@ -53,11 +54,11 @@ async def test_the_reminder_and_the_lapse_notice_notify(db: Database, clock: Man
     assert sent is not None
     clock.current = sent + timedelta(days=3)
     await do_sweep(db)
-    [reminder] = [i for i in messages(await outbox(db)) if "A reminder" in str(i.payload)]
-    assert _content(reminder)["msgtype"] == "m.text"
+    [reminder] = reminders(await outbox(db))
+    assert (await _content(db, reminder))["msgtype"] == "m.text"
     clock.current = sent + timedelta(days=14)
     await do_sweep(db)
-    told = _content(messages(await outbox(db))[-1])
+    told = await _content(db, messages(await outbox(db))[-1])
     assert "did not answer" in str(told["body"])
     assert (told["msgtype"], told["m.mentions"]) == ("m.text", {"user_ids": [LEAD]})
 
@@ -73,7 +74,7 @@ async def test_a_lapsed_lead_reaches_the_admins_as_a_notification(
     await do_sweep(db)
     clock.current = sent + timedelta(days=14)
     await do_sweep(db, direct_rooms={ADMIN: DM}.get)
-    in_room, direct = (_content(item) for item in messages(await outbox(db))[-2:])
+    in_room, direct = [await _content(db, item) for item in messages(await outbox(db))[-2:]]
     assert in_room["msgtype"] == "m.text"
     assert direct["msgtype"] == "m.text"
 

@@ -23,6 +23,7 @@ from rooms.failures import on_item_failed
 from rooms.family_room import FAMILY_STATE_EVENT, on_room_created
 from rooms.prompts import on_message_sent
 from storage import Database, OutboxItem, Transaction
+from tests.unit.test_prompts import written
 from tests.unit.test_team_commands_support import (
     DM,
     LEAD,
@@ -126,6 +127,7 @@ def sender(db: Database, client: FakeClient, hook: Any = None) -> OutboxSender:
         on_room_created=created,
         on_sent=on_message_sent,
         on_failed=failed,
+        content=lambda item: written(db, item),
     )
 
 
@@ -301,6 +303,7 @@ async def test_a_question_that_drains_late_waits_for_working_hours(
         db,
         client,  # type: ignore[arg-type]
         hold_until=lambda item, now: held_until(item.payload, now, SETTINGS),
+        content=lambda item: written(db, item),
     )
     await out.drain_once()
     assert client.sent == []
@@ -344,7 +347,9 @@ async def test_display_names_come_from_room_state_without_a_request() -> None:
         def __init__(self) -> None:
             room = MatrixRoom(ROOM, self.user_id, encrypted=True)
             room.add_member(TEACHER, "Tara Teacher", None)
-            self.rooms = {ROOM: room}
+            other = MatrixRoom("!other:council.example", self.user_id, encrypted=True)
+            other.add_member(TEACHER, "Tara (Oak Primary)", None)
+            self.rooms = {ROOM: room, "!other:council.example": other}
 
         async def get_displayname(self, user_id: str) -> Any:
             raise AssertionError("no profile request may be made inside a command")
@@ -352,6 +357,8 @@ async def test_display_names_come_from_room_state_without_a_request() -> None:
     gateway = NioGateway(NoNetwork())  # type: ignore[arg-type]
     assert await gateway.get_display_name(TEACHER) == "Tara Teacher"
     assert await gateway.get_display_name(NURSE) is None
+    # The command's own room is asked first (not every room the bot is in, in turn).
+    assert await gateway.get_display_name(TEACHER, "!other:council.example") == "Tara (Oak Primary)"
 
 
 async def test_an_invite_refused_because_it_already_arrived_counts_as_sent(

@@ -26,8 +26,10 @@ from rooms.prompts import (
     on_poll_response,
     on_reaction,
     poll_answers,
+    queued_content,
     sweep,
 )
+from rooms.prompts.rendering import REMINDER, RENDER_KEY
 from rooms.prompts.wording import POLL_START, POLL_TEXT
 from storage import Database, Family, Involvement, OutboxItem, Prompt
 from tests.unit.test_team_commands_support import (
@@ -113,10 +115,32 @@ async def deliver(db: Database, client: FakeClient | None = None) -> FakeClient:
         for item in await tx.outbox.due(1000):
             if item.kind in ("create_room", "invite"):
                 await tx.outbox.mark_sent(item.id, None)
-    sender = OutboxSender(db, client, on_sent=on_message_sent)  # type: ignore[arg-type]
+    sender = OutboxSender(
+        db, client, on_sent=on_message_sent, content=lambda item: written(db, item)  # type: ignore[arg-type]
+    )
     while await sender.drain_once():
         pass
     return client
+
+
+async def written(db: Database, item: OutboxItem) -> dict[str, Any] | None:
+    """What the bot's content hook writes for a question or reminder queued by name."""
+    async with db.read() as tx:
+        return await queued_content(tx, item.room_id, item.payload, SETTINGS, POLICY)
+
+
+async def content_of(db: Database, item: OutboxItem) -> dict[str, Any]:
+    """The content a queued message is sent with: its own, or the one written as it goes."""
+    if "content" in item.payload:
+        content: dict[str, Any] = item.payload["content"]
+        return content
+    found = await written(db, item)
+    assert found is not None, "a question or reminder still to be sent"
+    return found
+
+
+def reminders(items: list[OutboxItem]) -> list[OutboxItem]:
+    return [item for item in items if item.payload.get(RENDER_KEY) == REMINDER]
 
 
 async def prompts(db: Database) -> list[Prompt]:
@@ -171,9 +195,10 @@ async def test_a_due_prompt_is_sent_once_and_mentions_the_practitioner(
     assert (first.prompted, again.prompted) == (2, 0)
     new = (await outbox(db))[before:]
     assert len(new) == 2
-    by_user = {item.payload["content"]["m.mentions"]["user_ids"][0]: item for item in new}
+    written_now = [await content_of(db, item) for item in new]
+    by_user = {content["m.mentions"]["user_ids"][0]: content for content in written_now}
     assert set(by_user) == {LEAD, TEACHER}
-    content = by_user[TEACHER].payload["content"]
+    content = by_user[TEACHER]
     assert content["m.mentions"] == {"user_ids": [TEACHER]}
     assert "https://matrix.to/#/@teacher:school.example" in content["formatted_body"]
     assert "Tara Teacher, are you still involved with this family?" in content["body"]
@@ -325,8 +350,9 @@ async def test_one_reminder_then_a_lapse_with_every_step_audited(
     clock.current = sent + timedelta(days=3)
     assert (await do_sweep(db)).reminded == 1
     assert (await do_sweep(db)).reminded == 0
-    [reminder] = [item for item in messages(await outbox(db)) if "A reminder" in str(item.payload)]
-    content = reminder.payload["content"]
+    [reminder] = reminders(await outbox(db))
+    content = await content_of(db, reminder)
+    assert "A reminder" in content["body"]
     teacher_prompt = next(row for row in await prompts(db) if row.answered_at is None)
     assert content["m.relates_to"] == {"m.in_reply_to": {"event_id": teacher_prompt.event_id}}
     assert content["m.mentions"] == {"user_ids": [TEACHER]}

@@ -12,7 +12,7 @@ from rooms.direct_chat import (
     on_direct_chat_created,
     on_joined,
 )
-from storage import Database
+from storage import Database, OutboxItem
 from tests.unit.test_team_commands_support import (
     ADMIN,
     BOT,
@@ -292,3 +292,37 @@ async def test_first_prompt_keeps_the_local_time_across_a_clock_change(db: Datab
     assert joined is not None
     # Eight weeks on the clocks are on summer time: still 10:30 in London, so 09:30 UTC.
     assert joined.next_prompt_at == datetime(2026, 4, 27, 9, 30, tzinfo=UTC)
+
+
+async def test_one_direct_chat_is_opened_however_many_welcomes_wait_for_it(
+    db: Database,
+) -> None:
+    # Welcomes to several families at once (a start-up finding many newcomers) used to open a
+    # direct chat each; a person has one, and every message waiting for it goes there.
+    await active_family(db)
+    no_chat_yet = {"direct_rooms": lambda user_id: None}
+    await member(db, TEACHER, "invite", sender=LEAD)
+    await member(db, TEACHER, "join", **no_chat_yet)
+    await member(db, TEACHER, "leave", **no_chat_yet)
+    await member(db, TEACHER, "invite", sender=LEAD)
+    await member(db, TEACHER, "join", **no_chat_yet)
+    [opening] = await openings(db)
+    assert len(opening.payload[MESSAGES_KEY]) == 2
+
+    async with db.transaction() as tx:
+        await on_direct_chat_created(tx, opening, "!newdm:council.example")
+        await tx.outbox.mark_sent(opening.id, "!newdm:council.example")
+    # Created but not yet synced: the next message goes into the same room, held the same way.
+    await member(db, TEACHER, "leave", **no_chat_yet)
+    await member(db, TEACHER, "invite", sender=LEAD)
+    await member(db, TEACHER, "join", **no_chat_yet)
+    assert [item.id for item in await openings(db)] == [opening.id]
+    held = [item for item in await outbox(db) if item.room_id == "!newdm:council.example"]
+    assert len(held) == 3
+    assert all(awaited_member(item.payload) == TEACHER for item in held)
+    assert all("!role <your role>" in item.payload["content"]["body"] for item in held)
+
+
+async def openings(db: Database) -> list[OutboxItem]:
+    """The direct chats the bot has set out to open."""
+    return [item for item in await outbox(db) if item.payload.get(DIRECT_FOR_KEY)]

@@ -50,7 +50,7 @@ class RecordingGateway:
     async def user_exists(self, user_id: str) -> bool:
         return True
 
-    async def get_display_name(self, user_id: str) -> str | None:
+    async def get_display_name(self, user_id: str, room_id: str | None = None) -> str | None:
         return None
 
     async def room_members(self, room_id: str) -> dict[str, str]:

@@ -1,0 +1,207 @@
+"""The outbox's pass loop at a council's size: it never re-reads the items of lanes already
+running nor queries while every lane is busy, a busy room's backlog never hides another room's
+reply, and a send to a room the sync has not brought yet waits for it instead of failing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from nio import LocalProtocolError, RoomInviteResponse, RoomSendResponse
+
+from bot.clock import ManualClock
+from bot.outbox import MAX_LANES, OutboxSender
+from storage import Database
+from storage.outbox import OutboxRepository
+
+BUSY = "!busy:council.example"
+IDLE = "!idle:council.example"
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    clock = ManualClock(datetime(2026, 3, 2, 10, 0, tzinfo=UTC))
+    database = await Database.open(tmp_path / "lanes.db", clock=clock)
+    yield database
+    await database.close()
+
+
+class HangingClient:
+    """Sends to rooms in `hanging` and invites hang until `release` is set."""
+
+    user_id = "@patchwork:council.example"
+
+    def __init__(self, *, olm: object = None) -> None:
+        self.olm = olm
+        self.rooms: dict[str, Any] = {}
+        self.hanging: set[str] = set()
+        self.release = asyncio.Event()
+        self.sent: list[tuple[str, str]] = []
+        self.raise_once: list[BaseException] = []
+
+    async def room_send(
+        self,
+        room_id: str,
+        message_type: str,
+        content: dict[str, Any],
+        tx_id: str,
+        ignore_unverified_devices: bool = False,
+    ) -> RoomSendResponse:
+        if self.olm is not None and room_id not in self.rooms:
+            raise LocalProtocolError(f"No such room with id {room_id} found.")  # as nio does
+        if self.raise_once:
+            raise self.raise_once.pop()
+        if room_id in self.hanging:
+            await self.release.wait()
+        self.sent.append((room_id, str(content["body"])))
+        return RoomSendResponse(f"$ev-{tx_id}", room_id)
+
+    async def room_invite(self, room_id: str, user_id: str) -> RoomInviteResponse:
+        await self.release.wait()
+        return RoomInviteResponse()
+
+
+async def _queue(db: Database, room_id: str, *bodies: str) -> None:
+    async with db.transaction() as tx:
+        for body in bodies:
+            await tx.outbox.enqueue_message(f"t-{room_id}-{body}", room_id, {"body": body})
+
+
+async def _until(check: Any, what: str) -> None:
+    try:
+        async with asyncio.timeout(3):
+            while not check():  # noqa: ASYNC110 - the sender's tasks change what we check
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        raise AssertionError(f"waited 3 s for {what}") from None
+
+
+async def test_due_leaves_out_what_running_lanes_hold(db: Database) -> None:
+    await _queue(db, BUSY, "a", "b")
+    await _queue(db, IDLE, "c")
+    async with db.transaction() as tx:
+        await tx.outbox.enqueue("t-invite", BUSY, "invite", {"user_id": "@n:x"})
+        invite = await tx.outbox.get("t-invite")
+        assert invite is not None
+        everything = await tx.outbox.due(50)
+        busy_room = await tx.outbox.due(50, busy_rooms=[BUSY])
+        busy_invite = await tx.outbox.due(50, busy_rooms=[BUSY], busy_items=[invite.id])
+        rooms_full = await tx.outbox.due(50, ordered=False)
+        alone_full = await tx.outbox.due(50, standalone=False)
+    assert [item.room_id for item in everything] == [BUSY, BUSY, IDLE, BUSY]
+    assert [(item.room_id, item.kind) for item in busy_room] == [(IDLE, "message"),
+                                                                  (BUSY, "invite")]
+    assert [item.room_id for item in busy_invite] == [IDLE]
+    assert [item.kind for item in rooms_full] == ["invite"]
+    assert [item.kind for item in alone_full] == ["message"] * 3
+
+
+async def test_a_busy_rooms_backlog_does_not_hold_back_another_rooms_reply(
+    db: Database,
+) -> None:
+    """More than a pass's worth of items wait behind a send that hangs; the reply in an idle
+    room still goes at once, and the busy room's items are not read again meanwhile."""
+    client = HangingClient()
+    client.hanging.add(BUSY)
+    await _queue(db, BUSY, *(f"backlog {n}" for n in range(60)))
+    out = OutboxSender(db, client)  # type: ignore[arg-type]
+    stop = asyncio.Event()
+    running = asyncio.create_task(out.run(stop))
+    try:
+        await asyncio.sleep(0.05)  # the busy room's lane has started and hangs
+        await _queue(db, IDLE, "reply")
+        out.wake()
+        await _until(lambda: (IDLE, "reply") in client.sent, "the idle room's reply")
+        assert not [room for room, _ in client.sent if room == BUSY]
+        client.release.set()
+        await _until(lambda: len(client.sent) == 61, "the backlog")
+    finally:
+        client.release.set()
+        stop.set()
+        out.wake()
+        await running
+    assert [body for room, body in client.sent if room == BUSY] == [
+        f"backlog {n}" for n in range(60)
+    ], "in order"
+
+
+async def test_no_query_while_every_lane_is_busy(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = HangingClient()
+    rooms = [f"!r{n}:council.example" for n in range(MAX_LANES)]
+    client.hanging.update(rooms)
+    for room_id in rooms:
+        await _queue(db, room_id, "hangs")
+    async with db.transaction() as tx:
+        for n in range(MAX_LANES):
+            await tx.outbox.enqueue(f"t-invite-{n}", rooms[0], "invite", {"user_id": f"@{n}:x"})
+    queries: list[dict[str, Any]] = []
+    real_due = OutboxRepository.due
+
+    async def due(self: OutboxRepository, *args: Any, **kwargs: Any) -> Any:
+        queries.append(kwargs)
+        return await real_due(self, *args, **kwargs)
+
+    monkeypatch.setattr(OutboxRepository, "due", due)
+    out = OutboxSender(db, client)  # type: ignore[arg-type]
+    stop = asyncio.Event()
+    running = asyncio.create_task(out.run(stop))
+    try:
+        await asyncio.sleep(0.1)  # every lane of both pools is busy now
+        before = len(queries)
+        for n in range(20):  # new items keep waking the loop
+            await _queue(db, IDLE, f"later {n}")
+            out.wake()
+            await asyncio.sleep(0.005)
+        assert len(queries) == before, "nothing could start, so nothing was read"
+        client.release.set()
+        await _until(lambda: len(client.sent) == MAX_LANES + 20, "everything, once lanes end")
+    finally:
+        client.release.set()
+        stop.set()
+        out.wake()
+        await running
+
+
+async def test_a_reply_to_a_room_not_synced_yet_goes_once_the_sync_brings_it(
+    db: Database,
+) -> None:
+    """An encrypting client cannot send to a room it does not know (nio raises); the send waits
+    for the sync loop to bring the room and goes in the same attempt, nothing counted."""
+    client = HangingClient(olm=object())
+    await _queue(db, IDLE, "welcome")
+    out = OutboxSender(db, client)  # type: ignore[arg-type]
+
+    async def synced() -> None:
+        await asyncio.sleep(0.2)
+        client.rooms[IDLE] = SimpleNamespace(encrypted=False, users={})
+
+    sync = asyncio.create_task(synced())
+    started = asyncio.get_running_loop().time()
+    await out.drain_once()
+    await sync
+    assert client.sent == [(IDLE, "welcome")]
+    assert asyncio.get_running_loop().time() - started < 1.0, "as soon as the room is known"
+    async with db.read() as tx:
+        item = await tx.outbox.get(f"t-{IDLE}-welcome")
+    assert item is not None
+    assert (item.sent_at is not None, item.attempts, item.last_error) == (True, 0, None)
+
+
+async def test_a_key_error_racing_the_sync_is_tried_again_at_once(db: Database) -> None:
+    client = HangingClient()
+    client.raise_once.append(KeyError(IDLE))  # nio's share_group_session, mid-membership
+    await _queue(db, IDLE, "reply")
+    out = OutboxSender(db, client)  # type: ignore[arg-type]
+    await out.drain_once()
+    assert client.sent == [(IDLE, "reply")]
+    async with db.read() as tx:
+        item = await tx.outbox.get(f"t-{IDLE}-reply")
+    assert item is not None
+    assert (item.sent_at is not None, item.attempts) == (True, 0)
