@@ -277,6 +277,12 @@ class Suite:
         figures["no_token_start"] = await self.start_without_token()
         self.results["steps"][str(rooms)] = figures
         print_step(figures)
+        self.save()
+
+    def save(self) -> None:
+        """The figures so far (a long run that fails late keeps its earlier steps)."""
+        self.args.json.parent.mkdir(parents=True, exist_ok=True)
+        self.args.json.write_text(json.dumps(self.results, indent=2), encoding="utf-8")
 
     def involvements(self) -> int:
         with sqlite3.connect(self.database) as conn:
@@ -383,6 +389,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 print(f"\nmirroring: {suite.results['mirroring']}")
                 print(f"!cases at {CASES_FAMILIES} families: {suite.results['cases']}")
                 print(f"!whois during a sweep: {suite.results['sweep']}")
+                suite.save()
             for rooms in sorted(args.start_only):
                 await suite.step(rooms)
                 await suite.bot.stop()
@@ -413,9 +420,7 @@ def main() -> None:
     parser.add_argument("--no-finale", dest="finale", action="store_false")
     parser.add_argument("--json", type=Path, default=Path("build/bench/council.json"))
     args = parser.parse_args()
-    results = asyncio.run(run(args))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(results, indent=2), encoding="utf-8")
+    asyncio.run(run(args))
     print(f"written to {args.json}")
 
 

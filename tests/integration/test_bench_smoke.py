@@ -5,14 +5,18 @@ for a lead of 384 families reaches them whole."""
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 from bench import council
 
 
-async def test_council_bench_produces_every_figure() -> None:
+async def test_council_bench_produces_every_figure(tmp_path: Path) -> None:
     args = argparse.Namespace(rooms=[22], rounds=3, seconds=2.0, due=50, finale=True, members=2,
-                              start_only=[24], mirror_rooms=3, visitors=2)
+                              start_only=[24], mirror_rooms=3, visitors=2,
+                              json=tmp_path / "council.json")
     results = await council.run(args)
+    assert json.loads(args.json.read_text()) == results, "the figures are written as they come"
     step = results["steps"]["22"]
     assert step["rooms"] >= 22
     assert {"first_answer_s", "plain_since_token_sync_s", "plain_no_token_sync_s",
