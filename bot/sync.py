@@ -30,17 +30,14 @@ from nio import (
     InviteMemberEvent,
     MatrixRoom,
     MegolmEvent,
-    MessageDirection,
-    RoomMemberEvent,
-    RoomMessagesResponse,
     SyncResponse,
 )
 
+from bot.backfill import missed_events
 from bot.backoff import Backoff
 from bot.config import Config
 from bot.direct_chats import direct_rooms_of
 from bot.faults import BEFORE_TOKEN, NO_FAULTS, Faults
-from bot.housekeeping import HISTORY_RETENTION
 from bot.matrix import refresh_device_keys
 from bot.metrics import Metrics
 from bot.outbox import OutboxSender
@@ -58,11 +55,6 @@ log = logging.getLogger(__name__)
 class EventRetry(Exception):
     """An event failed for now: the response is replayed after a back-off."""
 
-BACKFILL_PAGE_SIZE = 100
-BACKFILL_MAX_PAGES = 50
-BACKFILL_CONCURRENCY = 8
-"""Rooms paged back at once after a gap (a restart): enough to hide the round trips, few
-enough not to flood the homeserver."""
 MAX_EVENT_ATTEMPTS = 3
 PARKED_HORIZON = timedelta(days=1)
 """How long an undecryptable event is kept after its sender was told, in case the key comes."""
@@ -177,19 +169,37 @@ class SyncLoop:
             if (room := self._client.rooms.get(room_id)) is not None
             for event in [*missed.get(room_id, []), *info.timeline.events]
         ]
+        if initial:
+            await self._record_as_seen(events, response.next_batch)
+        else:
+            await self._apply_all(events, response.next_batch)
+        await self.retry_undecrypted()  # parked events wait in the database, not on the token
+        self._outbox.wake()
+        await self._send_receipts()
+
+    async def _apply_all(self, events: list[tuple[MatrixRoom, Any]], next_batch: str) -> None:
+        """Each event in a transaction of its own; the token is stored only after every event
+        has committed."""
         stored = False  # whether the token was stored
         for index, (room, event) in enumerate(events):
             # The last event's transaction stores the token too (one COMMIT fewer): all the
             # others have committed by then, and if it fails the token stays where it was.
-            token = response.next_batch if index == len(events) - 1 else None
-            stored = await self.process_event(room, event, apply_effects=not initial,
+            token = next_batch if index == len(events) - 1 else None
+            stored = await self.process_event(room, event, apply_effects=True,
                                               next_batch=token)
         if not stored:  # nothing to apply, or the last event was parked or skipped
             async with self._db.transaction() as tx:
-                await self._store_token(tx, response.next_batch)
-        await self.retry_undecrypted()  # parked events wait in the database, not on the token
-        self._outbox.wake()
-        await self._send_receipts()
+                await self._store_token(tx, next_batch)
+
+    async def _record_as_seen(self, events: list[tuple[MatrixRoom, Any]], next_batch: str) -> None:
+        """A start with no sync token (a new install, a lost database) acts on nothing its
+        first sync shows: every event is only recorded as seen, with the token, in one
+        transaction (one each would take minutes at thousands of rooms)."""
+        seen = [(str(event.event_id), room.room_id) for room, event in events
+                if getattr(event, "event_id", None)]
+        async with self._db.transaction() as tx:
+            await tx.sync.mark_all_processed(seen)
+            await self._store_token(tx, next_batch)
 
     async def _send_receipts(self) -> None:
         """A read receipt for each command handled: Element shows the person it was read. A
@@ -347,82 +357,7 @@ class SyncLoop:
     async def _missed_events(
         self, response: SyncResponse, *, initial: bool
     ) -> dict[str, list[Any]]:
-        """For each room whose timeline is limited after a real gap, the events before it that
-        were never processed, paged back for several rooms at once (after a restart there is
-        one page-back per busy room, and one after another they delay the first answer)."""
-        if initial:
-            return {}
-        gaps = [
-            (room_id, info.timeline.prev_batch)
-            for room_id, info in response.rooms.join.items()
-            if info.timeline.limited
-            and room_id in self._client.rooms
-            and not await self._overlaps(list(info.timeline.events))
-        ]
-        limit = asyncio.Semaphore(BACKFILL_CONCURRENCY)
-
-        async def page_back(room_id: str, prev_batch: str | None) -> list[Any]:
-            async with limit:
-                return await self._backfill(room_id, prev_batch)
-
-        found = await asyncio.gather(*(page_back(room_id, token) for room_id, token in gaps))
-        return {room_id: events for (room_id, _), events in zip(gaps, found, strict=True)}
-
-    async def _overlaps(self, events: list[Any]) -> bool:
-        """Whether a limited timeline starts at an event already processed: then nothing
-        before it was missed (events are processed in order) and there is no gap to page
-        back through. After a restart most rooms' timelines are like that."""
-        first = next((getattr(event, "event_id", None) for event in events), None)
-        if not first:
-            return False
-        async with self._db.read(snapshot=False) as tx:
-            return await tx.sync.is_processed(first)
-
-    async def _backfill(self, room_id: str, prev_batch: str | None) -> list[Any]:
-        """Page back through a gap in a limited timeline to the last event we processed."""
-        collected: list[Any] = []
-        token = prev_batch
-        for _ in range(BACKFILL_MAX_PAGES):
-            if not token:
-                break
-            response = await self._client.room_messages(
-                room_id, start=token, direction=MessageDirection.back, limit=BACKFILL_PAGE_SIZE
-            )
-            if not isinstance(response, RoomMessagesResponse):
-                log.warning("could not page back in %s: %s", room_id, response)
-                break
-            reached_known = False
-            async with self._db.read(snapshot=False) as tx:
-                horizon = (tx.now() - HISTORY_RETENTION).timestamp() * 1000
-                for event in response.chunk:
-                    event_id = getattr(event, "event_id", None)
-                    if event_id and await tx.sync.is_processed(event_id):
-                        reached_known = True
-                        break
-                    if getattr(event, "server_timestamp", horizon) < horizon:
-                        # Older than the inbox remembers: it may have been handled already.
-                        reached_known = True
-                        break
-                    collected.append(event)
-                    if self._is_own_join(event):
-                        reached_known = True
-                        break
-            if reached_known or not response.chunk or response.end == token:
-                break
-            token = response.end
-        else:
-            log.warning("gap in %s is longer than %d pages; older events were skipped",
-                        room_id, BACKFILL_MAX_PAGES)
-        log.info("paged back %d events in %s", len(collected), room_id)
-        collected.reverse()
-        return collected
-
-    def _is_own_join(self, event: Any) -> bool:
-        return (
-            isinstance(event, RoomMemberEvent)
-            and event.state_key == self._client.user_id
-            and event.membership == "join"
-        )
+        return {} if initial else await missed_events(self._client, self._db, response)
 
     async def _handle_invite(self, room_id: str, invite_state: list[Any]) -> None:
         inviter = None

@@ -7,7 +7,7 @@ what makes handling exactly-once across crashes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +49,14 @@ class SyncStateRepository:
             (event_id, room_id, encode_time(self._tx.now())),
         )
         return changed > 0
+
+    async def mark_all_processed(self, events: Sequence[tuple[str, str]]) -> None:
+        """Record many (event id, room id) pairs as handled, in one statement per chunk."""
+        now = encode_time(self._tx.now())
+        await self._tx.insert_rows(
+            "INSERT OR IGNORE INTO inbox (event_id, room_id, processed_at)",
+            [(event_id, room_id, now) for event_id, room_id in events],
+        )
 
     async def prune_inbox(self, before: datetime) -> int:
         """Forget events processed before `before`; returns how many."""

@@ -13,6 +13,7 @@ import pytest
 from nio import InviteMemberEvent
 
 import bot.sync
+from bot.backfill import page_back
 from bot.sync import MAX_EVENT_ATTEMPTS, PARKED_HORIZON, EventRetry, SyncLoop
 from storage import Database
 from tests.unit.test_sync_pipeline import (  # noqa: F401 - fixtures
@@ -191,5 +192,5 @@ async def test_history_is_forgotten_and_paging_back_respects_the_horizon(
         return RoomMessagesResponse(room_id, [fresh, old], "end", "start")
 
     client.room_messages = room_messages  # type: ignore[attr-defined]
-    collected = await loop._backfill(ROOM, "prev")
+    collected = await page_back(client, db, ROOM, "prev")  # type: ignore[arg-type]
     assert [event.event_id for event in collected] == ["$fresh"]

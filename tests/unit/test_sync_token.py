@@ -144,3 +144,19 @@ async def test_events_replayed_after_a_crash_are_answered_once(
     replies = await _outbox(db)
     assert sorted(item.payload["content"]["m.relates_to"]["m.in_reply_to"]["event_id"]
                   for item in replies) == ["$one", "$two"]
+
+
+async def test_a_start_with_no_token_records_what_it_sees_in_one_transaction(
+    loop: SyncLoop, db: Database, write_transactions: list[int]
+) -> None:
+    # A new install, or a lost database, at thousands of rooms: its first sync shows tens of
+    # thousands of old events; none is acted on, and one transaction each took minutes.
+    events = [_text(f"$old{n}", "!help") for n in range(500)]
+    await loop.process(sync("s1", *events), initial=True)
+    assert write_transactions[0] == 1
+    assert await _token(db) == "s1"
+    assert await _processed(db, "$old0", "$old499") == [True, True]
+    assert await _outbox(db) == [], "nothing from before the start is answered"
+    # Seen again (a replay), the same events are neither answered nor recorded twice.
+    await loop.process(sync("s2", *events[:2]), initial=False)
+    assert await _outbox(db) == []
