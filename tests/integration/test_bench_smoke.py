@@ -21,7 +21,7 @@ async def test_council_bench_produces_every_figure(tmp_path: Path) -> None:
     assert step["rooms"] >= 22
     assert {"first_answer_s", "plain_since_token_sync_s", "plain_no_token_sync_s",
             "cpu_until_answer_s"} <= set(step["start_up"])
-    for path in ("floor", "whois"):
+    for path in ("floor", "floor_in_every_room", "whois"):
         assert step["latency"][path]["n"] == 3
     assert step["concurrency"]["answers"] > 0
     assert step["peak_rss_mb"] > 0
