@@ -256,13 +256,24 @@ class Suite:
         for worker, room_id in zip(self.workers, self.worker_rooms, strict=True):
             await worker.ask(room_id, "!whois", bot=self.bot_user, timeout=120)  # keys
         async with self.only(self.workers):
+            cpu = self.cpu_seconds()
             started = time.perf_counter()
             deadline = started + seconds
             await asyncio.gather(*(keep_asking(w, r) for w, r in
                                    zip(self.workers, self.worker_rooms, strict=True)))
             elapsed = time.perf_counter() - started
+            used = {name: after - cpu[name] for name, after in self.cpu_seconds().items()}
         return {"answers": len(samples), "per_second": len(samples) / elapsed,
+                # Who was busy: of the machine's two cores, how much each process used.
+                "cores_used": {name: seconds / elapsed for name, seconds in used.items()},
+                "bot_cpu_per_answer_ms": used["bot"] / max(1, len(samples)) * 1000,
                 **summary(samples)}
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds so far of the bot, Synapse, and this process (the 20 clients)."""
+        assert self.bot.process is not None
+        return {"bot": _proc(self.bot.process.pid)[0],
+                "synapse": _proc(self.synapse.pid)[0], "clients": time.process_time()}
 
     async def step(self, rooms: int) -> None:
         """The figures with the bot in `rooms` family rooms; a start-up-only step (seeded with
@@ -376,7 +387,9 @@ def print_step(step: dict[str, Any]) -> None:
     print(f"  own cost {lat['own_cost_ms']:+5.1f} ms at the median, ratio {lat['ratio']:.2f};"
           f" against the echo in every room {lat['own_cost_vs_every_room_ms']:+5.1f} ms")
     print(f"  concurrency: {con['answers']} answers, {con['per_second']:.1f}/s, p95 "
-          f"{con['p95_ms']:.1f} ms = {con['p95_vs_single']:.2f}x the single-user p95")
+          f"{con['p95_ms']:.1f} ms = {con['p95_vs_single']:.2f}x the single-user p95; cores "
+          + ", ".join(f"{name} {used:.2f}" for name, used in con["cores_used"].items())
+          + f"; bot CPU {con['bot_cpu_per_answer_ms']:.1f} ms an answer")
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -141,6 +141,13 @@ class LocalSynapse:
         return self.data_dir / LOG_FILE
 
     @property
+    def pid(self) -> int:
+        """The Synapse process's id (it must be running)."""
+        if self._process is None:
+            raise SynapseError("Synapse is not running")
+        return self._process.pid
+
+    @property
     def running(self) -> bool:
         return self._process is not None and self._process.returncode is None
 

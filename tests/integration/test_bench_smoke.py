@@ -24,6 +24,7 @@ async def test_council_bench_produces_every_figure(tmp_path: Path) -> None:
     for path in ("floor", "floor_in_every_room", "whois"):
         assert step["latency"][path]["n"] == 3
     assert step["concurrency"]["answers"] > 0
+    assert step["concurrency"]["cores_used"]["synapse"] > 0
     assert step["peak_rss_mb"] > 0
     assert step["no_token_start"]["first_answer_s"] >= step["no_token_start"]["ready_s"] > 0
     assert results["steps"]["24"]["rooms"] == 24
