@@ -3,14 +3,16 @@ the bot's roster takes to match them, against how long the homeserver takes to d
 
 Visitors (accounts with no client running) are put into `rooms` family rooms with Synapse's
 admin join API and then leave them, `2 * rooms * visitors` membership changes in all, sent as
-fast as the homeserver takes them. The baseline is the lead's own client, which is in every
-room: the time until it has seen every change. The bot's figure is the time until its roster
-(read from its database) holds every change: each visitor joined, then left, in each room.
+fast as the homeserver takes them. The baseline is a plain nio client of the lead's (no
+encryption, syncing only those rooms): the time until it has seen every change. The bot's
+figure is the time until its roster (read from its database) holds every change: each visitor
+joined, then left, in each room.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
 import uuid
@@ -20,6 +22,7 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+from nio import AsyncClient, AsyncClientConfig, RoomMemberEvent, SyncResponse
 
 from bench.seeding import admin_join
 from bot.devserver import LocalSynapse
@@ -70,10 +73,47 @@ async def _until(ready: Callable[[], Awaitable[bool]], started: float) -> float:
     return time.perf_counter() - started
 
 
+class Watcher:
+    """The homeserver's delivery: a plain client in the rooms, recording each membership."""
+
+    def __init__(self, lead: Practitioner, rooms: Sequence[str]) -> None:
+        self.client = AsyncClient(lead.client.homeserver, lead.user_id,
+                                  config=AsyncClientConfig(encryption_enabled=False))
+        self.password = lead.password
+        self.filter = {"room": {"rooms": list(rooms), "timeline": {"limit": 100}},
+                       "presence": {"not_types": ["*"]}}
+        self.seen: dict[tuple[str, str], str] = {}
+
+    async def run(self) -> None:
+        await self.client.login(self.password, device_name="mirroring baseline")
+        while True:
+            response = await self.client.sync(timeout=30000, sync_filter=self.filter)
+            if not isinstance(response, SyncResponse):
+                await asyncio.sleep(0.1)
+                continue
+            for room_id, info in response.rooms.join.items():
+                for event in [*info.state, *info.timeline.events]:
+                    if isinstance(event, RoomMemberEvent):
+                        self.seen[(room_id, event.state_key)] = event.membership
+
+
 async def measure(synapse: LocalSynapse, lead: Practitioner, database: Path,
                   rooms: Sequence[str], visitors: int) -> dict[str, Any]:
     """Join every visitor to every room, then have each leave; time each phase (each must
     end within TIMEOUT_SECONDS)."""
+    watcher = Watcher(lead, rooms)
+    watching = asyncio.create_task(watcher.run())
+    try:
+        return await _measure(synapse, lead, database, rooms, visitors, watcher)
+    finally:
+        watching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watching
+        await watcher.client.close()
+
+
+async def _measure(synapse: LocalSynapse, lead: Practitioner, database: Path,
+                   rooms: Sequence[str], visitors: int, watcher: Watcher) -> dict[str, Any]:
     base_url, token = synapse.base_url, str(lead.client.access_token)
     gate = asyncio.Semaphore(CONCURRENT_CHANGES)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
@@ -88,7 +128,7 @@ async def measure(synapse: LocalSynapse, lead: Practitioner, database: Path,
                     await change(room_id, user_id, user_token)
 
             async def delivered() -> bool:
-                return all(lead.membership(room_id, user_id) == membership
+                return all(watcher.seen.get((room_id, user_id)) == membership
                            for room_id in rooms for user_id in user_ids)
 
             async def mirrored() -> bool:
