@@ -16,6 +16,8 @@ from nio import (
     AsyncClient,
     AsyncClientConfig,
     ErrorResponse,
+    JoinedMembersResponse,
+    KeysClaimResponse,
     KeysQueryResponse,
     LoginResponse,
     ProfileGetDisplayNameResponse,
@@ -166,13 +168,33 @@ class KeySharingIncomplete(ConnectionError):
 
 
 async def share_room_key(client: AsyncClient, room_id: str) -> None:
-    """Share the room's megolm key with every member device before a send, and check that it
-    reached them. nio marks a session shared even when its to-device requests failed, and
-    would then encrypt every later message with a key nobody received; here a share that did
-    not reach every device is thrown away, so the next try shares a new key."""
+    """Make sure every member device holds the room's megolm key before a send, and leave
+    nio nothing to do before it encrypts.
+
+    nio's own path is not trusted: it marks a session shared even when its to-device requests
+    failed, and skips a device whose one-time key could not be claimed, and would then encrypt
+    every later message with a key nobody received. Its `room_send` also awaits a member list
+    before it checks the session, so the sync loop could replace the key meanwhile and nio
+    would share the new one unchecked. So here the member list, the device keys and the Olm
+    sessions are fetched first; a share that did not reach every device is thrown away, so
+    the next try shares a new key; and `room_send`, called right after, finds nothing left to
+    await before it encrypts."""
     olm = client.olm
-    if olm is None or not olm.should_share_group_session(room_id):
+    room = client.rooms.get(room_id)
+    if olm is None or room is None:
         return
+    if not room.members_synced:
+        members = await client.joined_members(room_id)
+        if not isinstance(members, JoinedMembersResponse):
+            raise KeySharingIncomplete(f"could not read the members of {room_id}: {members}")
+    await refresh_device_keys(client, strict=True)
+    if not olm.should_share_group_session(room_id):
+        return
+    without_session = client.get_missing_sessions(room_id)
+    if without_session:
+        claimed = await client.keys_claim(without_session)
+        if not isinstance(claimed, KeysClaimResponse):
+            raise KeySharingIncomplete(f"could not claim one-time keys: {claimed}")
     await client.share_group_session(room_id, ignore_unverified_devices=True)
     session = olm.outbound_group_sessions.get(room_id)
     if session is None:
@@ -232,13 +254,17 @@ def _key_recipients(client: AsyncClient, room_id: str) -> set[tuple[str, str]]:
     }
 
 
-async def refresh_device_keys(client: AsyncClient) -> None:
-    """Do the key housekeeping that nio's sync_forever would do after each sync."""
+async def refresh_device_keys(client: AsyncClient, *, strict: bool = False) -> None:
+    """Do the key housekeeping that nio's sync_forever would do after each sync. `strict`,
+    before a send: a failed device-key query raises, as a member whose devices are not known
+    would not get the room key."""
     if client.should_upload_keys:
         await client.keys_upload()
     if client.should_query_keys:
         response = await client.keys_query()
         if not isinstance(response, KeysQueryResponse):
+            if strict:
+                raise KeySharingIncomplete(f"could not query device keys: {response}")
             log.warning("key query failed: %s", response)
     if client.should_claim_keys:
         await client.keys_claim(client.get_users_for_key_claiming())

@@ -33,7 +33,6 @@ from nio.api import Api
 from bot.attachments import upload_encrypted
 from bot.matrix import (
     forget_member,
-    refresh_device_keys,
     refresh_members,
     share_room_key,
     wait_for_room,
@@ -178,9 +177,8 @@ class Performer:
                 kicked_at = self._kicked_at.get(item.room_id)
                 if kicked_at is not None and time.monotonic() - kicked_at < KICK_SETTLE_SECONDS:
                     await refresh_members(client, item.room_id)
-                # Know every member's devices before encrypting, or someone misses the key.
-                await refresh_device_keys(client)
                 await share_room_key(client, item.room_id)
+        # Nothing awaits between the checked share and nio's encrypting (see share_room_key).
         return await client.room_send(
             item.room_id,
             event_type,

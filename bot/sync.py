@@ -56,6 +56,8 @@ class EventRetry(Exception):
     """An event failed for now: the response is replayed after a back-off."""
 
 MAX_EVENT_ATTEMPTS = 3
+RECEIPT_DELAY_SECONDS = 1.0
+"""How long after a response its read receipts go: the answer goes first."""
 PARKED_HORIZON = timedelta(days=1)
 """How long an undecryptable event is kept after its sender was told, in case the key comes."""
 UNDECRYPTABLE_NOTICE = (
@@ -94,8 +96,16 @@ class SyncLoop:
         self._key_requested: set[str] = set()
         self._failures: dict[str, int] = {}
         self.synced_once = asyncio.Event()
+        self._receipts: set[asyncio.Task[None]] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
+        try:
+            await self._run(stop)
+        finally:
+            for task in self._receipts:
+                task.cancel()
+
+    async def _run(self, stop: asyncio.Event) -> None:
         async with self._db.read(snapshot=False) as tx:
             token = await tx.sync.get_next_batch()
         first = True
@@ -175,7 +185,7 @@ class SyncLoop:
             await self._apply_all(events, response.next_batch)
         await self.retry_undecrypted()  # parked events wait in the database, not on the token
         self._outbox.wake()
-        await self._send_receipts()
+        self._send_receipts()
 
     async def _apply_all(self, events: list[tuple[MatrixRoom, Any]], next_batch: str) -> None:
         """Each event in a transaction of its own; the token is stored only after every event
@@ -201,10 +211,21 @@ class SyncLoop:
             await tx.sync.mark_all_processed(seen)
             await self._store_token(tx, next_batch)
 
-    async def _send_receipts(self) -> None:
-        """A read receipt for each command handled: Element shows the person it was read. A
-        receipt that cannot be sent only loses the tick, so it is not retried."""
-        for room_id, event_id in self._router.take_receipts():
+    def _send_receipts(self) -> None:
+        """A read receipt for the last command handled in each room (Element shows the person
+        it was read), sent in the background a moment later: the sync loop does not wait for
+        it, and it does not reach the asker's client just before the answer (waking it for a
+        sync of its own, one more trip before the answer shows)."""
+        latest = dict(self._router.take_receipts())  # in order: the last one per room wins
+        if latest:
+            task = asyncio.create_task(self._receipts_later(latest))
+            self._receipts.add(task)
+            task.add_done_callback(self._receipts.discard)
+
+    async def _receipts_later(self, latest: dict[str, str]) -> None:
+        """A receipt that cannot be sent only loses the tick, so it is not retried."""
+        await asyncio.sleep(RECEIPT_DELAY_SECONDS)
+        for room_id, event_id in latest.items():
             try:
                 await self._client.update_receipt_marker(room_id, event_id)
             except Exception:

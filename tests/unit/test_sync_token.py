@@ -4,6 +4,7 @@ holding one command, and never a token stored before every event of its response
 # ruff: noqa: F811 - pytest fixtures imported from the sync pipeline tests are used by name
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from types import SimpleNamespace
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 
+import bot.sync
 from bot.sync import MAX_EVENT_ATTEMPTS, EventRetry, SyncLoop
 from storage import Database, Transaction
 from tests.unit.test_sync_failures import _failing
@@ -161,3 +163,23 @@ async def test_a_start_with_no_token_records_what_it_sees_in_one_transaction(
     await loop.process(sync("s2", *events[:2]), initial=False)
     assert await _outbox(db) == []
 
+
+async def test_read_receipts_follow_the_answer_without_holding_up_the_sync_loop(
+    loop: SyncLoop, client: FakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[tuple[str, str]] = []
+    homeserver_answers = asyncio.Event()
+
+    async def update_receipt_marker(room_id: str, event_id: str) -> None:
+        sent.append((room_id, event_id))
+        await homeserver_answers.wait()  # a slow homeserver
+
+    client.update_receipt_marker = update_receipt_marker  # type: ignore[attr-defined]
+    monkeypatch.setattr(bot.sync, "RECEIPT_DELAY_SECONDS", 0.05)
+    async with asyncio.timeout(1):
+        await loop.process(sync("s1", _text("$c1", "!help"), _text("$c2", "!help")),
+                           initial=False)
+    assert sent == [], "the answer goes first"
+    await asyncio.sleep(0.2)
+    assert sent == [(ROOM, "$c2")], "one receipt per room, for the last command"
+    homeserver_answers.set()

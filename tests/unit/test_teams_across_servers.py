@@ -287,6 +287,7 @@ def _encrypted_room(*users: str) -> MatrixRoom:
     room = MatrixRoom(ROOM, BOT, encrypted=True)
     for user_id in (BOT, *users):
         room.add_member(user_id, None, None)
+    room.members_synced = True
     return room
 
 
