@@ -183,3 +183,21 @@ async def test_read_receipts_follow_the_answer_without_holding_up_the_sync_loop(
     await asyncio.sleep(0.2)
     assert sent == [(ROOM, "$c2")], "one receipt per room, for the last command"
     homeserver_answers.set()
+
+
+async def test_a_start_with_no_token_asks_for_one_event_a_room(
+    loop: SyncLoop, client: FakeClient
+) -> None:
+    # Its first sync is only recorded as seen: fifty old events a room, decrypted and
+    # checked in each of thousands of rooms, would take most of a minute for nothing.
+    asked: list[dict[str, Any]] = []
+
+    async def sync(**kwargs: Any) -> str:
+        asked.append(kwargs["sync_filter"])
+        return "a response"
+
+    client.sync = sync  # type: ignore[attr-defined]
+    stop = asyncio.Event()
+    assert await loop._sync_unless_stopped(None, full_state=True, stop=stop) == "a response"  # noqa: SLF001
+    await loop._sync_unless_stopped("s1", full_state=True, stop=stop)  # noqa: SLF001
+    assert [f["room"]["timeline"]["limit"] for f in asked] == [1, 50]
