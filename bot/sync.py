@@ -56,7 +56,19 @@ class EventRetry(Exception):
     """An event failed for now: the response is replayed after a back-off."""
 
 MAX_EVENT_ATTEMPTS = 3
-FIRST_SYNC_FILTER = {"room": {"timeline": {"limit": 1}}}
+
+
+def sync_filter(timeline_limit: int) -> dict[str, Any]:
+    """What the bot asks its syncs for: timelines and state, not the typing notices, read
+    receipts and presence it never uses (each would wake its sync for a response of nothing,
+    its own read receipts included)."""
+    return {
+        "presence": {"not_types": ["*"]},
+        "room": {"timeline": {"limit": timeline_limit}, "ephemeral": {"not_types": ["*"]}},
+    }
+
+
+FIRST_SYNC_LIMIT = 1
 """A start with no sync token acts on nothing its first sync shows, so it asks for one event a
 room: the newest, recorded as seen, where a later page-back through a gap stops. Decrypting
 and checking fifty old events in each of thousands of rooms took most of a minute."""
@@ -96,7 +108,8 @@ class SyncLoop:
         self._outbox = outbox
         self._config = config
         self._backoff = Backoff(initial=1.0, maximum=60.0)
-        self._filter = {"room": {"timeline": {"limit": config.bot.timeline_limit}}}
+        self._filter = sync_filter(config.bot.timeline_limit)
+        self._first_filter = sync_filter(FIRST_SYNC_LIMIT)
         self._key_requested: set[str] = set()
         self._failures: dict[str, int] = {}
         self.synced_once = asyncio.Event()
@@ -152,7 +165,7 @@ class SyncLoop:
                 timeout=timeout_ms,
                 since=token,
                 full_state=full_state,
-                sync_filter=self._filter if token else FIRST_SYNC_FILTER,
+                sync_filter=self._filter if token else self._first_filter,
                 set_presence="online",
             )
         )

@@ -201,3 +201,5 @@ async def test_a_start_with_no_token_asks_for_one_event_a_room(
     assert await loop._sync_unless_stopped(None, full_state=True, stop=stop) == "a response"  # noqa: SLF001
     await loop._sync_unless_stopped("s1", full_state=True, stop=stop)  # noqa: SLF001
     assert [f["room"]["timeline"]["limit"] for f in asked] == [1, 50]
+    # Typing notices, read receipts (its own too) and presence would wake it for nothing.
+    assert all(f["room"]["ephemeral"] == f["presence"] == {"not_types": ["*"]} for f in asked)
