@@ -38,9 +38,11 @@ class Lanes:
         return self.free == 0
 
     def start(
-        self, key: str, work: Coroutine[Any, Any, None]
+        self, key: str, work: Coroutine[Any, Any, None], *, spare: int = 0
     ) -> asyncio.Task[None] | None:
-        if key in self._running or len(self._running) >= self._limit:
+        """Run `work` in lane `key`, unless that lane is busy or fewer than `spare` + 1 lanes
+        are free (`spare` lanes are kept for other work); the task, or None."""
+        if key in self._running or len(self._running) >= self._limit - spare:
             work.close()
             return None
         task = asyncio.create_task(self._run(key, work))

@@ -42,7 +42,14 @@ from bot.outbox_actions import (
     kick_found_nobody,
 )
 from rooms.actions import ANNOUNCE_KEY
-from storage import ORDERED_KINDS, Database, OutboxItem, Transaction, transaction_id
+from storage import (
+    INTERACTIVE,
+    ORDERED_KINDS,
+    Database,
+    OutboxItem,
+    Transaction,
+    transaction_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +67,9 @@ BUSY_POLL_SECONDS = 1.0
 """While lanes are busy, how often items that came due in the meantime are looked for."""
 MAX_LANES = 4
 """At most this many rooms, and this many stand-alone invites, joins and leaves, at once."""
+REPLY_LANES = 1
+"""Of the room lanes, how many only replies may take: a sweep's thousands of prompts never
+make someone's answer wait for a lane."""
 PASS_ROWS_PER_LANE = 8
 """A pass reads at most this many items for each free lane (and never more than 50): reading
 fifty items to start the one lane that has just ended is work thrown away. A room with more
@@ -146,6 +156,7 @@ class OutboxSender:
                 busy_rooms=self._rooms.busy,
                 busy_items=alone,
                 ordered=not self._rooms.full,
+                background=self._rooms.free > REPLY_LANES,
                 standalone=not self._alone.full,
             )
             return items, tx.now()
@@ -194,8 +205,11 @@ class OutboxSender:
             lanes.setdefault(key, []).append(item)
         started: list[asyncio.Task[None]] = []
         for key, queued in lanes.items():
-            pool = self._alone if key.startswith(ALONE) else self._rooms
-            task = pool.start(key, self._run_lane(queued, now, stop))
+            if key.startswith(ALONE):
+                task = self._alone.start(key, self._run_lane(queued, now, stop))
+            else:
+                spare = REPLY_LANES if queued[0].priority < INTERACTIVE else 0
+                task = self._rooms.start(key, self._run_lane(queued, now, stop), spare=spare)
             if task is not None:
                 started.append(task)
         return started

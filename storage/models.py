@@ -258,6 +258,7 @@ class OutboxItem:
     result: str | None
     last_error: str | None
     failed_at: datetime | None
+    priority: int = 0
 
     @property
     def is_pending(self) -> bool:
@@ -278,6 +279,7 @@ class OutboxItem:
             result=row["result"],
             last_error=row["last_error"],
             failed_at=decode_optional_time(row["failed_at"]),
+            priority=row["priority"],
         )
 
 

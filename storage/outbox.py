@@ -110,6 +110,7 @@ class OutboxRepository:
         busy_rooms: Collection[str] = (),
         busy_items: Collection[int] = (),
         ordered: bool = True,
+        background: bool = True,
         standalone: bool = True,
     ) -> list[OutboxItem]:
         """Pending items whose retry time has come, highest priority first, then oldest first.
@@ -118,8 +119,8 @@ class OutboxRepository:
         still backing off, so messages and kicks in one room go out in the order they were
         queued. The sender leaves out what it is sending already: the ordered items of
         `busy_rooms`, the stand-alone `busy_items`, every ordered item unless `ordered`, every
-        stand-alone one unless `standalone`; so `limit` items of busy rooms never hide the
-        items of an idle one.
+        ordered `BACKGROUND` one unless `background`, every stand-alone one unless
+        `standalone`; so `limit` items of busy rooms never hide the items of an idle one.
         """
         now = encode_time(self._tx.now())
         rows = await self._tx.fetchall(
@@ -132,7 +133,8 @@ class OutboxRepository:
             "   AND earlier.sent_at IS NULL AND earlier.failed_at IS NULL"
             "   AND earlier.next_attempt_at > :now))"
             " AND (CASE WHEN item.kind IN ('message', 'kick', 'state')"
-            "   THEN :ordered AND item.room_id NOT IN (SELECT value FROM json_each(:busy_rooms))"
+            "   THEN :ordered AND (:background OR item.priority >= :interactive)"
+            "   AND item.room_id NOT IN (SELECT value FROM json_each(:busy_rooms))"
             "   ELSE :standalone AND item.id NOT IN (SELECT value FROM json_each(:busy_items))"
             "   END)"
             " ORDER BY priority DESC, id LIMIT :limit",
@@ -142,6 +144,8 @@ class OutboxRepository:
                 "busy_rooms": json.dumps(sorted(busy_rooms)),
                 "busy_items": json.dumps(sorted(busy_items)),
                 "ordered": ordered,
+                "background": background,
+                "interactive": INTERACTIVE,
                 "standalone": standalone,
             },
         )

@@ -17,7 +17,7 @@ from nio import LocalProtocolError, RoomInviteResponse, RoomSendResponse
 from bot.clock import ManualClock
 from bot.outbox import MAX_LANES, OutboxSender
 from storage import Database
-from storage.outbox import OutboxRepository
+from storage.outbox import BACKGROUND, OutboxRepository
 
 BUSY = "!busy:council.example"
 IDLE = "!idle:council.example"
@@ -93,12 +93,15 @@ async def test_due_leaves_out_what_running_lanes_hold(db: Database) -> None:
         busy_invite = await tx.outbox.due(50, busy_rooms=[BUSY], busy_items=[invite.id])
         rooms_full = await tx.outbox.due(50, ordered=False)
         alone_full = await tx.outbox.due(50, standalone=False)
+        await tx.outbox.enqueue_message("t-prompt", IDLE, {"body": "p"}, priority=BACKGROUND)
+        replies_only = await tx.outbox.due(50, background=False)
     assert [item.room_id for item in everything] == [BUSY, BUSY, IDLE, BUSY]
     assert [(item.room_id, item.kind) for item in busy_room] == [(IDLE, "message"),
                                                                   (BUSY, "invite")]
     assert [item.room_id for item in busy_invite] == [IDLE]
     assert [item.kind for item in rooms_full] == ["invite"]
     assert [item.kind for item in alone_full] == ["message"] * 3
+    assert [item.txn_id for item in replies_only] == [item.txn_id for item in everything]
 
 
 async def test_a_busy_rooms_backlog_does_not_hold_back_another_rooms_reply(
@@ -205,3 +208,31 @@ async def test_a_key_error_racing_the_sync_is_tried_again_at_once(db: Database) 
         item = await tx.outbox.get(f"t-{IDLE}-reply")
     assert item is not None
     assert (item.sent_at is not None, item.attempts) == (True, 0)
+
+
+async def test_a_sweeps_prompts_never_take_the_lane_a_reply_needs(db: Database) -> None:
+    """Prompts in more rooms than there are lanes, every send hanging (a sweep after an
+    outage, a slow homeserver): they take all lanes but one, and a reply goes at once."""
+    client = HangingClient()
+    rooms = [f"!prompted{n}:council.example" for n in range(MAX_LANES * 2)]
+    client.hanging.update(rooms)
+    async with db.transaction() as tx:
+        for room_id in rooms:
+            await tx.outbox.enqueue_message(f"t-{room_id}", room_id, {"body": "still involved?"},
+                                            priority=BACKGROUND)
+    out = OutboxSender(db, client)  # type: ignore[arg-type]
+    stop = asyncio.Event()
+    running = asyncio.create_task(out.run(stop))
+    try:
+        await asyncio.sleep(0.1)  # the prompts' lanes have started and hang
+        await _queue(db, IDLE, "reply")
+        out.wake()
+        await _until(lambda: (IDLE, "reply") in client.sent, "the reply")
+        assert client.sent == [(IDLE, "reply")]
+        client.release.set()
+        await _until(lambda: len(client.sent) == len(rooms) + 1, "every prompt, after")
+    finally:
+        client.release.set()
+        stop.set()
+        out.wake()
+        await running
