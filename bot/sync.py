@@ -68,10 +68,6 @@ def sync_filter(timeline_limit: int) -> dict[str, Any]:
     }
 
 
-FIRST_SYNC_LIMIT = 1
-"""A start with no sync token acts on nothing its first sync shows, so it asks for one event a
-room: the newest, recorded as seen, where a later page-back through a gap stops. Decrypting
-and checking fifty old events in each of thousands of rooms took most of a minute."""
 RECEIPT_DELAY_SECONDS = 1.0
 """How long after a response its read receipts go: the answer goes first."""
 PARKED_HORIZON = timedelta(days=1)
@@ -109,7 +105,6 @@ class SyncLoop:
         self._config = config
         self._backoff = Backoff(initial=1.0, maximum=60.0)
         self._filter = sync_filter(config.bot.timeline_limit)
-        self._first_filter = sync_filter(FIRST_SYNC_LIMIT)
         self._key_requested: set[str] = set()
         self._failures: dict[str, int] = {}
         self.synced_once = asyncio.Event()
@@ -165,7 +160,7 @@ class SyncLoop:
                 timeout=timeout_ms,
                 since=token,
                 full_state=full_state,
-                sync_filter=self._filter if token else self._first_filter,
+                sync_filter=self._filter,
                 set_presence="online",
             )
         )
