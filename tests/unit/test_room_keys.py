@@ -216,27 +216,24 @@ async def test_the_key_is_not_replaced_unchecked_while_nio_loads_the_member_list
     assert failures == 1
 
 
-async def test_a_device_whose_one_time_key_could_not_be_claimed_is_not_skipped() -> None:
-    client = NioLikeClient(Network(claim_fails=True))
+@pytest.mark.parametrize(
+    "failing",
+    [
+        "claim_fails",  # a device the bot has never talked to: its one-time key is not claimed
+        "query_fails",  # the teacher's devices are not known yet, and the query fails
+        "to_device_fails",  # the room key is shared, and the to-device request is lost
+    ],
+)
+async def test_a_send_waits_until_the_room_key_can_reach_every_device(failing: str) -> None:
+    client = NioLikeClient(Network(**{failing: True}))
     client.rooms[ROOM].members_synced = True
-    client.olm.olm_sessions.clear()  # a device the bot has never talked to
+    if failing == "claim_fails":
+        client.olm.olm_sessions.clear()
+    if failing == "query_fails":
+        client.olm.should_query_keys = True
 
     def heal(net: Network) -> None:
-        net.claim_fails = False
-
-    failures = await send_until_sent(client, "welcome", heal)
-
-    assert client.sent == [("welcome", True)]
-    assert failures == 1
-
-
-async def test_a_failed_device_key_query_holds_the_send_back() -> None:
-    client = NioLikeClient(Network(query_fails=True))
-    client.rooms[ROOM].members_synced = True
-    client.olm.should_query_keys = True  # the teacher's devices are not known yet
-
-    def heal(net: Network) -> None:
-        net.query_fails = False
+        setattr(net, failing, False)
 
     failures = await send_until_sent(client, "welcome", heal)
 
@@ -249,16 +246,3 @@ async def test_a_member_list_that_cannot_be_loaded_holds_the_send_back() -> None
     with pytest.raises(KeySharingIncomplete):
         await Performer(client).perform(message("welcome"))
     assert client.sent == []
-
-
-async def test_a_room_key_that_did_not_reach_every_device_is_not_used() -> None:
-    client = NioLikeClient(Network(to_device_fails=True))
-    client.rooms[ROOM].members_synced = True
-
-    def heal(net: Network) -> None:
-        net.to_device_fails = False
-
-    failures = await send_until_sent(client, "welcome", heal)
-
-    assert client.sent == [("welcome", True)]
-    assert failures == 1
