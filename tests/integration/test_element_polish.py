@@ -148,6 +148,11 @@ async def test_cases_links_rooms_phones_are_tel_links_and_help_fits_the_caller(
     await member.wait_for_invite("Team LDC-2026-0801")
     await member.join(first)
     await lead.wait_for_membership(first, member.user_id, "join")
+    # The bot announces the join; wait for it so it is not taken for the answer to !help.
+    for person in (lead, member):
+        await person.wait_for_notice(
+            first, sender=bot.user_id, predicate=lambda n: "Mo Member joined the team" in n.body
+        )
     heading = "Only this family's lead or a Patchwork administrator can use these:"
     lead_help = await lead.ask(first, "!help", bot=bot.user_id)
     assert "`!lead` —" in lead_help.body
