@@ -8,10 +8,12 @@ rooms), measures:
 - latency: `!whois` in an encrypted family room of 12 members, min/median/p95/max, against
   the floor: two plain nio clients in an encrypted room, one echoing the other;
 - concurrency: 20 practitioners in 20 family rooms asking at once for `--seconds`:
-  throughput and p95 against the single-user p95;
+  throughput and p95 against the single-user p95, and against the floor at 20 at once (20
+  pairs of plain nio clients, one of each pair echoing the other);
 and once, at the last step: `!cases` for an administrator who leads 384 families (every
 family must reach them, split over several messages), and `!whois` while a sweep over
-`--due` involvements runs, against idle. Prints a table and writes JSON.
+`--due` involvements writes its batches and while its prompts are sent, against idle.
+Prints a table and writes JSON.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ class Suite:
         self.council = Council()
         self.people: list[Practitioner] = []
         self.results: dict[str, Any] = {"steps": {}}
+        self.echo_pairs: list[tuple[Practitioner, Practitioner, str]] = []
 
     async def person(self, name: str, *, admin: bool = False) -> Practitioner:
         password = uuid.uuid4().hex
@@ -130,17 +133,17 @@ class Suite:
         short stop: start it, wait until nothing is left to send but messages held for
         someone's join, and stop it."""
         await self.bot.start(timeout=900)
-
-        def unsent() -> int:
-            with sqlite3.connect(f"file:{self.database}?mode=ro", uri=True) as conn:
-                return int(conn.execute(
-                    "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL"
-                    " AND json_extract(payload, '$.await_join') IS NULL").fetchone()[0])
-
         async with asyncio.timeout(900):
-            while await asyncio.to_thread(unsent):  # noqa: ASYNC110 (the bot's database)
+            while await asyncio.to_thread(self.unsent):  # noqa: ASYNC110 (the bot's database)
                 await asyncio.sleep(0.5)
         await self.bot.stop()
+
+    def unsent(self) -> int:
+        """Outbox items still to send, but for messages held for someone's join."""
+        with sqlite3.connect(f"file:{self.database}?mode=ro", uri=True) as conn:
+            return int(conn.execute(
+                "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL"
+                " AND json_extract(payload, '$.await_join') IS NULL").fetchone()[0])
 
     async def plain_sync(self, since: str | None) -> float:
         """A plain nio client's sync as the bot's account (no encryption, one request: the
@@ -234,15 +237,48 @@ class Suite:
                 "own_cost_vs_every_room_ms": command_s["median_ms"] - many_s["median_ms"],
                 "whois_samples_ms": [s * 1000 for s in command]}
 
-    async def echo(self, alice: Practitioner, bob: Practitioner, index: int) -> float:
+    async def echo(self, alice: Practitioner, bob: Practitioner, index: int,
+                   room_id: str | None = None) -> float:
         """Alice's message, Bob's client answering it, Alice seeing the answer: a command's
         two trips through the homeserver, with a client that writes nothing."""
+        room_id = room_id or self.floor_room
         started = time.perf_counter()
-        sent = await alice.send_text(self.floor_room, f"ping {index}")
-        await bob.wait_for_event(self.floor_room, _is(sent))
-        reply = await bob.send_text(self.floor_room, f"pong {index}")
-        await alice.wait_for_event(self.floor_room, _is(reply))
+        sent = await alice.send_text(room_id, f"ping {index}")
+        await bob.wait_for_event(room_id, _is(sent))
+        reply = await bob.send_text(room_id, f"pong {index}")
+        await alice.wait_for_event(room_id, _is(reply))
         return time.perf_counter() - started
+
+    async def concurrent_floor(self, seconds: float) -> dict[str, Any]:
+        """The floor at 20 at once: each practitioner with an echoing client of their own, in
+        an encrypted room of two, for as long as the bot's concurrency figure. No bot, no
+        database, and no limit on concurrent sends: what the homeserver (and this process's
+        clients) can do with 20 round trips at a time."""
+        if not self.echo_pairs:
+            for n, worker in enumerate(self.workers):
+                echoer = await self.person(f"echo{n}")
+                room_id = await worker.create_encrypted_room(invite=[echoer.user_id])
+                await echoer.join(room_id)
+                self.echo_pairs.append((worker, echoer, room_id))
+        samples: list[float] = []
+        deadline = 0.0
+
+        async def keep_echoing(worker: Practitioner, echoer: Practitioner, room_id: str) -> None:
+            index = 0
+            while time.perf_counter() < deadline:
+                samples.append(await self.echo(worker, echoer, index, room_id))
+                index += 1
+
+        active = [person for pair in self.echo_pairs for person in pair[:2]]
+        async with self.only(active):
+            for pair in self.echo_pairs:
+                await self.echo(*pair[:2], -1, pair[2])  # keys
+            started = time.perf_counter()
+            deadline = started + seconds
+            await asyncio.gather(*(keep_echoing(*pair) for pair in self.echo_pairs))
+            elapsed = time.perf_counter() - started
+        return {"round_trips": len(samples), "per_second": len(samples) / elapsed,
+                **summary(samples)}
 
     async def concurrency(self, seconds: float) -> dict[str, Any]:
         samples: list[float] = []
@@ -286,9 +322,12 @@ class Suite:
         figures["start_up"] = await self.start_up()
         if full:
             figures["latency"] = await self.latency(self.args.rounds)
-            figures["concurrency"] = await self.concurrency(self.args.seconds)
-            single = figures["latency"]["whois"]["p95_ms"]
-            figures["concurrency"]["p95_vs_single"] = figures["concurrency"]["p95_ms"] / single
+            floor = await self.concurrent_floor(self.args.seconds)
+            con = figures["concurrency"] = await self.concurrency(self.args.seconds)
+            con["floor"] = floor
+            con["p95_vs_single"] = con["p95_ms"] / figures["latency"]["whois"]["p95_ms"]
+            con["floor_p95_vs_single"] = floor["p95_ms"] / figures["latency"]["floor"]["p95_ms"]
+            con["p95_vs_floor"] = con["p95_ms"] / floor["p95_ms"]
         assert self.bot.process is not None
         figures["peak_rss_mb"] = _proc(self.bot.process.pid)[1]
         await self.bot.stop()
@@ -341,22 +380,41 @@ class Suite:
                 "seconds": time.perf_counter() - started, "asked": sent}
 
     async def during_sweep(self, idle_p95_ms: float) -> dict[str, Any]:
+        """`!whois` while a sweep over `--due` involvements writes its batches, then while the
+        outbox sends the prompts it queued (for `--seconds` at most). Every other client is
+        paused, as for the idle figure: twenty clients in this process decrypting the prompts
+        in their rooms would be timed too."""
         alice = self.workers[0]
-        due = make_due(self.database, self.args.due, datetime.now(UTC))
-        started = time.perf_counter()
-        samples: list[float] = []
         log_start = self.bot.log_path.stat().st_size
-        while time.perf_counter() - started < self.args.seconds:
+
+        def swept() -> bool:
+            return "prompt sweep:" in self.bot.log_path.read_text()[log_start:]
+
+        async def whois() -> float:
             began = time.perf_counter()
             await alice.ask(self.team_room, "!whois", bot=self.bot_user, timeout=120)
-            samples.append(time.perf_counter() - began)
-            if "prompt sweep:" in self.bot.log_path.read_text()[log_start:]:
-                break
-        figures = summary(samples)
-        return {"due": due, "whois_during": figures, "idle_p95_ms": idle_p95_ms,
-                "p95_vs_idle": figures["p95_ms"] / idle_p95_ms,
-                "sweep_finished": "prompt sweep:" in self.bot.log_path.read_text()[log_start:]}
+            return time.perf_counter() - began
 
+        writing: list[float] = []
+        sending: list[float] = []
+        async with self.only([alice]):
+            due = make_due(self.database, self.args.due, datetime.now(UTC))
+            started = time.perf_counter()
+            while not swept() and time.perf_counter() - started < 120:
+                writing.append(await whois())
+            swept_s = time.perf_counter() - started
+            queued = await asyncio.to_thread(self.unsent)
+            until = time.perf_counter() + self.args.seconds
+            while time.perf_counter() < until and await asyncio.to_thread(self.unsent):
+                sending.append(await whois())
+            sent = queued - await asyncio.to_thread(self.unsent)
+        result: dict[str, Any] = {"due": due, "idle_p95_ms": idle_p95_ms, "swept": swept(),
+                                  "sweep_s": swept_s, "prompts_sent_while_asking": sent}
+        for name, samples in (("during_batches", writing), ("during_sends", sending)):
+            if samples:
+                figures = summary(samples)
+                result[name] = {**figures, "p95_vs_idle": figures["p95_ms"] / idle_p95_ms}
+        return result
 
 def _keep_log(log: Path) -> None:
     """The bot's log, kept beside the figures (the run's folder is removed)."""
@@ -392,6 +450,22 @@ def print_step(step: dict[str, Any]) -> None:
           f"{con['p95_ms']:.1f} ms = {con['p95_vs_single']:.2f}x the single-user p95; cores "
           + ", ".join(f"{name} {used:.2f}" for name, used in con["cores_used"].items())
           + f"; bot CPU {con['bot_cpu_per_answer_ms']:.1f} ms an answer")
+    floor = con["floor"]
+    print(f"  the floor 20 at once: {floor['round_trips']} round trips, "
+          f"{floor['per_second']:.1f}/s, p95 {floor['p95_ms']:.1f} ms = "
+          f"{con['floor_p95_vs_single']:.2f}x its single p95; the bot's p95 is "
+          f"{con['p95_vs_floor']:.2f}x the floor's")
+
+
+def print_sweep(sweep: dict[str, Any]) -> None:
+    print(f"!whois during a sweep over {sweep['due']} due involvements (idle p95 "
+          f"{sweep['idle_p95_ms']:.1f} ms; batches written in {sweep['sweep_s']:.1f} s, "
+          f"{sweep['prompts_sent_while_asking']} prompts sent while asking):")
+    for name in ("during_batches", "during_sends"):
+        if name in sweep:
+            f = sweep[name]
+            print(f"  {name:<15} n={f['n']:<4} median {f['median_ms']:6.1f}  p95 "
+                  f"{f['p95_ms']:6.1f} ms = {f['p95_vs_idle']:.2f}x idle")
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -410,7 +484,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 await suite.bot.stop()
                 print(f"\nmirroring: {suite.results['mirroring']}")
                 print(f"!cases at {CASES_FAMILIES} families: {suite.results['cases']}")
-                print(f"!whois during a sweep: {suite.results['sweep']}")
+                print_sweep(suite.results["sweep"])
                 suite.save()
             for rooms in sorted(args.start_only):
                 await suite.step(rooms)
