@@ -41,6 +41,7 @@ from bench.seeding import Council, add_lead_families, add_rooms, make_due, write
 from bot.devserver import LocalSynapse, free_port
 from devkit.botproc import BotProcess, write_bot_config
 from devkit.practitioner import Practitioner
+from storage import BACKGROUND
 
 WORKERS = 20
 TEAM = 12  # members of the latency room, the bot and its lead included
@@ -137,6 +138,13 @@ class Suite:
             while await asyncio.to_thread(self.unsent):  # noqa: ASYNC110 (the bot's database)
                 await asyncio.sleep(0.5)
         await self.bot.stop()
+
+    def background_sent(self) -> int:
+        """Background items sent so far (prompts, their polls, reminders, start-up work)."""
+        with sqlite3.connect(f"file:{self.database}?mode=ro", uri=True) as conn:
+            return int(conn.execute(
+                "SELECT COUNT(*) FROM outbox WHERE sent_at IS NOT NULL AND priority = ?",
+                (BACKGROUND,)).fetchone()[0])
 
     def unsent(self) -> int:
         """Outbox items still to send, but for messages held for someone's join."""
@@ -380,10 +388,11 @@ class Suite:
                 "seconds": time.perf_counter() - started, "asked": sent}
 
     async def during_sweep(self, idle_p95_ms: float) -> dict[str, Any]:
-        """`!whois` while a sweep over `--due` involvements writes its batches, then while the
-        outbox sends the prompts it queued (for `--seconds` at most). Every other client is
-        paused, as for the idle figure: twenty clients in this process decrypting the prompts
-        in their rooms would be timed too."""
+        """`!whois` while a sweep over `--due` involvements writes its batches (from when they
+        fall due, up to `sweep_every` before the sweep starts, to when it has finished), then
+        while the outbox sends the prompts it queued (for `--seconds` at most). Every other
+        client is paused, as for the idle figure: twenty clients in this process decrypting the
+        prompts in their rooms would be timed too."""
         alice = self.workers[0]
         log_start = self.bot.log_path.stat().st_size
 
@@ -403,13 +412,16 @@ class Suite:
             while not swept() and time.perf_counter() - started < 120:
                 writing.append(await whois())
             swept_s = time.perf_counter() - started
-            queued = await asyncio.to_thread(self.unsent)
-            until = time.perf_counter() + self.args.seconds
-            while time.perf_counter() < until and await asyncio.to_thread(self.unsent):
+            before = await asyncio.to_thread(self.background_sent)
+            sending_started = time.perf_counter()
+            while (time.perf_counter() - sending_started < self.args.seconds
+                   and await asyncio.to_thread(self.unsent)):
                 sending.append(await whois())
-            sent = queued - await asyncio.to_thread(self.unsent)
-        result: dict[str, Any] = {"due": due, "idle_p95_ms": idle_p95_ms, "swept": swept(),
-                                  "sweep_s": swept_s, "prompts_sent_while_asking": sent}
+            sent = await asyncio.to_thread(self.background_sent) - before
+            sending_s = time.perf_counter() - sending_started
+        result: dict[str, Any] = {
+            "due": due, "idle_p95_ms": idle_p95_ms, "swept": swept(), "swept_after_s": swept_s,
+            "background_sent_while_asking": sent, "background_sent_per_second": sent / sending_s}
         for name, samples in (("during_batches", writing), ("during_sends", sending)):
             if samples:
                 figures = summary(samples)
@@ -459,8 +471,10 @@ def print_step(step: dict[str, Any]) -> None:
 
 def print_sweep(sweep: dict[str, Any]) -> None:
     print(f"!whois during a sweep over {sweep['due']} due involvements (idle p95 "
-          f"{sweep['idle_p95_ms']:.1f} ms; batches written in {sweep['sweep_s']:.1f} s, "
-          f"{sweep['prompts_sent_while_asking']} prompts sent while asking):")
+          f"{sweep['idle_p95_ms']:.1f} ms; swept {sweep['swept_after_s']:.1f} s after they "
+          "fell due, "
+          f"{sweep['background_sent_while_asking']} background sends while asking, "
+          f"{sweep['background_sent_per_second']:.1f}/s):")
     for name in ("during_batches", "during_sends"):
         if name in sweep:
             f = sweep[name]
