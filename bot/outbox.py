@@ -67,9 +67,10 @@ BUSY_POLL_SECONDS = 1.0
 """While lanes are busy, how often items that came due in the meantime are looked for."""
 MAX_LANES = 4
 """At most this many rooms, and this many stand-alone invites, joins and leaves, at once."""
-REPLY_LANES = 1
-"""Of the room lanes, how many only replies may take: a sweep's thousands of prompts never
-make someone's answer wait for a lane."""
+BACKGROUND_LANES = 1
+"""Background work (prompts, reminders, start-up work) starts a room's lane only while fewer
+than this many room lanes are busy: a sweep's thousands of prompts go one room at a time, so
+an answer neither waits for a lane nor queues at the homeserver behind a burst of them."""
 PASS_ROWS_PER_LANE = 8
 """A pass reads at most this many items for each free lane (and never more than 50): reading
 fifty items to start the one lane that has just ended is work thrown away. A room with more
@@ -156,7 +157,7 @@ class OutboxSender:
                 busy_rooms=self._rooms.busy,
                 busy_items=alone,
                 ordered=not self._rooms.full,
-                background=self._rooms.free > REPLY_LANES,
+                background=len(self._rooms.busy) < BACKGROUND_LANES,
                 standalone=not self._alone.full,
             )
             return items, tx.now()
@@ -208,7 +209,8 @@ class OutboxSender:
             if key.startswith(ALONE):
                 task = self._alone.start(key, self._run_lane(queued, now, stop))
             else:
-                spare = REPLY_LANES if queued[0].priority < INTERACTIVE else 0
+                background = queued[0].priority < INTERACTIVE
+                spare = MAX_LANES - BACKGROUND_LANES if background else 0
                 task = self._rooms.start(key, self._run_lane(queued, now, stop), spare=spare)
             if task is not None:
                 started.append(task)

@@ -15,7 +15,7 @@ import pytest
 from nio import LocalProtocolError, RoomInviteResponse, RoomSendResponse
 
 from bot.clock import ManualClock
-from bot.outbox import MAX_LANES, OutboxSender
+from bot.outbox import BACKGROUND_LANES, MAX_LANES, OutboxSender
 from storage import Database
 from storage.outbox import BACKGROUND, OutboxRepository
 
@@ -43,6 +43,7 @@ class HangingClient:
         self.release = asyncio.Event()
         self.sent: list[tuple[str, str]] = []
         self.raise_once: list[BaseException] = []
+        self.in_flight: set[str] = set()
 
     async def room_send(
         self,
@@ -57,7 +58,9 @@ class HangingClient:
         if self.raise_once:
             raise self.raise_once.pop()
         if room_id in self.hanging:
+            self.in_flight.add(room_id)
             await self.release.wait()
+            self.in_flight.discard(room_id)
         self.sent.append((room_id, str(content["body"])))
         return RoomSendResponse(f"$ev-{tx_id}", room_id)
 
@@ -212,7 +215,7 @@ async def test_a_key_error_racing_the_sync_is_tried_again_at_once(db: Database) 
 
 async def test_a_sweeps_prompts_never_take_the_lane_a_reply_needs(db: Database) -> None:
     """Prompts in more rooms than there are lanes, every send hanging (a sweep after an
-    outage, a slow homeserver): they take all lanes but one, and a reply goes at once."""
+    outage, a slow homeserver): they take only their lanes, and a reply goes at once."""
     client = HangingClient()
     rooms = [f"!prompted{n}:council.example" for n in range(MAX_LANES * 2)]
     client.hanging.update(rooms)
@@ -225,6 +228,7 @@ async def test_a_sweeps_prompts_never_take_the_lane_a_reply_needs(db: Database) 
     running = asyncio.create_task(out.run(stop))
     try:
         await asyncio.sleep(0.1)  # the prompts' lanes have started and hang
+        assert len(client.in_flight) == BACKGROUND_LANES
         await _queue(db, IDLE, "reply")
         out.wake()
         await _until(lambda: (IDLE, "reply") in client.sent, "the reply")
