@@ -34,6 +34,16 @@ INTERACTIVE = 0  # replies and notices caused by what someone just did
 BACKGROUND = -10  # scheduled work (prompts, reminders, lapses) that may wait behind replies
 
 ORDERED_KINDS = ("message", "kick", "state")
+_NOT_WAITING_BEHIND = (
+    "(item.kind NOT IN ('message', 'kick', 'state')"
+    " OR NOT EXISTS (SELECT 1 FROM outbox AS earlier"
+    " WHERE earlier.room_id = item.room_id AND earlier.id < item.id"
+    " AND earlier.kind IN ('message', 'kick', 'state')"
+    " AND earlier.sent_at IS NULL AND earlier.failed_at IS NULL"
+    " AND earlier.next_attempt_at > :now))"
+)
+"""SQL: `item` is not an ordered item waiting behind an earlier one of its room that is still
+backing off (or held for a join): it cannot go before that one, whatever its own time."""
 """Kinds that keep their order within a room ("goodbye" before the kick). Invites, joins and
 leaves stand alone, so an invite to a server that does not answer holds nothing else back.
 `due` spells the same list out in its SQL."""
@@ -124,14 +134,9 @@ class OutboxRepository:
         """
         now = encode_time(self._tx.now())
         rows = await self._tx.fetchall(
-            "SELECT * FROM outbox AS item WHERE sent_at IS NULL AND failed_at IS NULL"
+            "SELECT * FROM outbox AS item WHERE sent_at IS NULL AND failed_at IS NULL"  # noqa: S608
             " AND (next_attempt_at IS NULL OR next_attempt_at <= :now)"
-            " AND (item.kind NOT IN ('message', 'kick', 'state')"
-            "   OR NOT EXISTS (SELECT 1 FROM outbox AS earlier"
-            "   WHERE earlier.room_id = item.room_id AND earlier.id < item.id"
-            "   AND earlier.kind IN ('message', 'kick', 'state')"
-            "   AND earlier.sent_at IS NULL AND earlier.failed_at IS NULL"
-            "   AND earlier.next_attempt_at > :now))"
+            f" AND {_NOT_WAITING_BEHIND}"
             " AND (CASE WHEN item.kind IN ('message', 'kick', 'state')"
             "   THEN :ordered AND (:background OR item.priority >= :interactive)"
             "   AND item.room_id NOT IN (SELECT value FROM json_each(:busy_rooms))"
@@ -255,11 +260,17 @@ class OutboxRepository:
         """When the earliest pending item becomes due (None if nothing is pending).
 
         An item that was never retried counts as due from the moment it was queued, so the
-        sender can sleep until this time without missing fresh items.
+        sender can sleep until this time without missing fresh items. An item waiting behind an
+        earlier one of its room does not count (the earlier one's time does): otherwise the
+        messages queued behind one held for someone's join would look due all the time, and
+        the sender would ask again and again, finding nothing to send.
         """
         row = await self._tx.fetchone(
-            "SELECT MIN(COALESCE(next_attempt_at, created_at)) FROM outbox"
+            "SELECT COALESCE(next_attempt_at, created_at) FROM outbox AS item"  # noqa: S608
             " WHERE sent_at IS NULL AND failed_at IS NULL"
+            f" AND {_NOT_WAITING_BEHIND}"
+            " ORDER BY COALESCE(next_attempt_at, created_at) LIMIT 1",
+            {"now": encode_time(self._tx.now())},
         )
         return None if row is None else decode_optional_time(row[0])
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -237,6 +237,36 @@ async def test_a_sweeps_prompts_never_take_the_lane_a_reply_needs(db: Database) 
         await _until(lambda: len(client.sent) == len(rooms) + 1, "every prompt, after")
     finally:
         client.release.set()
+        stop.set()
+        out.wake()
+        await running
+
+
+async def test_messages_behind_one_held_for_a_join_leave_the_sender_asleep(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A direct chat's welcome waits for the person to join, and later messages to them queue
+    behind it: the sender sleeps until the held one's time instead of asking for due items
+    again and again (which kept the database busy under every command)."""
+    passes = 0
+    due = OutboxRepository.due
+
+    async def counted(self: OutboxRepository, *args: Any, **kwargs: Any) -> Any:
+        nonlocal passes
+        passes += 1
+        return await due(self, *args, **kwargs)
+
+    monkeypatch.setattr(OutboxRepository, "due", counted)
+    await _queue(db, IDLE, "welcome", "a notice for them", "another")
+    out = OutboxSender(  # type: ignore[arg-type]
+        db, HangingClient(), hold_until=lambda item, now: now + timedelta(hours=1)
+    )
+    stop = asyncio.Event()
+    running = asyncio.create_task(out.run(stop))
+    try:
+        await asyncio.sleep(0.5)
+        assert passes <= 3, f"{passes} passes in half a second with nothing to send"
+    finally:
         stop.set()
         out.wake()
         await running

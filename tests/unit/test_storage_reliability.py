@@ -458,3 +458,20 @@ async def test_version_one_outbox_rows_survive_the_priority_migration(tmp_path: 
             assert [item.txn_id for item in await tx.outbox.due(10)] == ["old", "new"]
     finally:
         await upgraded.close()
+
+
+async def test_items_waiting_behind_a_held_one_do_not_make_the_outbox_look_due(
+    db: Database,
+) -> None:
+    """Messages queued behind one held for someone's join cannot go before it: the next time
+    anything is due is the held one's, not the moment they were queued."""
+    held_until = START + timedelta(hours=1)
+    async with db.transaction() as tx:
+        for n in range(3):
+            await tx.outbox.enqueue_message(f"dm-{n}", ROOM_A, {"body": f"welcome {n}"})
+        first, *_ = await tx.outbox.due()
+        await tx.outbox.mark_retry(first.id, "held for a join", held_until, counted=False)
+        assert await tx.outbox.due() == []
+        assert await tx.outbox.next_attempt_time() == held_until
+        await tx.outbox.enqueue_message("other", ROOM_B, {"body": "a reply"})
+        assert await tx.outbox.next_attempt_time() == START, "another room's item is due now"
