@@ -200,8 +200,10 @@ class Suite:
         try:
             yield
         finally:
+            # A bystander in every room catches up on all that was sent meanwhile (after a
+            # sweep, thousands of prompts): its first sync can take minutes.
             for person in bystanders:
-                await person.resume()
+                await person.resume(timeout=600)
 
     async def start_without_token(self, fresh: float) -> dict[str, float]:
         """A start with no sync token (a new install, a lost database): the full initial
@@ -363,6 +365,7 @@ class Suite:
         self.results["mirroring"] = await mirroring.measure(
             self.synapse, self.lead, self.database, rooms, self.args.visitors)
         self.results["cases"] = await self.cases()
+        self.save()
         idle = self.results["steps"][str(max(self.args.rooms))]["latency"]["whois"]
         self.results["sweep"] = await self.during_sweep(idle["p95_ms"])
 

@@ -109,11 +109,11 @@ class Practitioner:
                 _check(await self.client.keys_upload(), "upload device keys")
         await self.resume()
 
-    async def resume(self) -> None:
+    async def resume(self, timeout: float = 30) -> None:  # noqa: ASYNC109
         """Start syncing (again); returns after the first sync."""
         first = self._syncs
         self._sync_task = asyncio.create_task(self._sync_forever(), name=f"sync {self.user_id}")
-        await self._wait(lambda: self._syncs > first, 30, "the first sync")
+        await self._wait(lambda: self._syncs > first, timeout, "the first sync")
 
     async def pause(self) -> None:
         """Stop syncing for a while (a benchmark's bystanders), so this process spends no CPU
