@@ -431,6 +431,7 @@ class Suite:
                 result[name] = {**figures, "p95_vs_idle": figures["p95_ms"] / idle_p95_ms}
         return result
 
+
 def _keep_log(log: Path) -> None:
     """The bot's log, kept beside the figures (the run's folder is removed)."""
     Path("build/bench").mkdir(parents=True, exist_ok=True)

@@ -34,6 +34,9 @@ INTERACTIVE = 0  # replies and notices caused by what someone just did
 BACKGROUND = -10  # scheduled work (prompts, reminders, lapses) that may wait behind replies
 
 ORDERED_KINDS = ("message", "kick", "state")
+"""Kinds that keep their order within a room ("goodbye" before the kick). Invites, joins and
+leaves stand alone, so an invite to a server that does not answer holds nothing else back.
+`due` and `next_attempt_time` spell the same list out in their SQL."""
 _NOT_WAITING_BEHIND = (
     "(item.kind NOT IN ('message', 'kick', 'state')"
     " OR NOT EXISTS (SELECT 1 FROM outbox AS earlier"
@@ -44,9 +47,6 @@ _NOT_WAITING_BEHIND = (
 )
 """SQL: `item` is not an ordered item waiting behind an earlier one of its room that is still
 backing off (or held for a join): it cannot go before that one, whatever its own time."""
-"""Kinds that keep their order within a room ("goodbye" before the kick). Invites, joins and
-leaves stand alone, so an invite to a server that does not answer holds nothing else back.
-`due` spells the same list out in its SQL."""
 
 
 class OutboxRepository:
