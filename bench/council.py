@@ -21,6 +21,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
+import itertools
 import json
 import logging
 import shutil
@@ -29,7 +31,7 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -54,6 +56,22 @@ def summary(samples: list[float]) -> dict[str, float]:
     return {"n": len(samples), "min_ms": ordered[0] * 1000,
             "median_ms": statistics.median(ordered) * 1000, "p95_ms": p95 * 1000,
             "max_ms": ordered[-1] * 1000}
+
+
+async def at_once(round_trips: list[Callable[[], Awaitable[float]]],
+                  seconds: float) -> tuple[list[float], float]:
+    """Every one of `round_trips` repeated, all at the same time, for `seconds`: the time of
+    each round trip, and how long it all took."""
+    samples: list[float] = []
+    started = time.perf_counter()
+    deadline = started + seconds
+
+    async def keep_going(round_trip: Callable[[], Awaitable[float]]) -> None:
+        while time.perf_counter() < deadline:
+            samples.append(await round_trip())
+
+    await asyncio.gather(*(keep_going(round_trip) for round_trip in round_trips))
+    return samples, time.perf_counter() - started
 
 
 def _proc(pid: int) -> tuple[float, float]:
@@ -270,45 +288,33 @@ class Suite:
                 room_id = await worker.create_encrypted_room(invite=[echoer.user_id])
                 await echoer.join(room_id)
                 self.echo_pairs.append((worker, echoer, room_id))
-        samples: list[float] = []
-        deadline = 0.0
+        index = itertools.count()
 
-        async def keep_echoing(worker: Practitioner, echoer: Practitioner, room_id: str) -> None:
-            index = 0
-            while time.perf_counter() < deadline:
-                samples.append(await self.echo(worker, echoer, index, room_id))
-                index += 1
+        async def echo(worker: Practitioner, echoer: Practitioner, room_id: str) -> float:
+            return await self.echo(worker, echoer, next(index), room_id)
 
         active = [person for pair in self.echo_pairs for person in pair[:2]]
         async with self.only(active):
             for pair in self.echo_pairs:
-                await self.echo(*pair[:2], -1, pair[2])  # keys
-            started = time.perf_counter()
-            deadline = started + seconds
-            await asyncio.gather(*(keep_echoing(*pair) for pair in self.echo_pairs))
-            elapsed = time.perf_counter() - started
+                await echo(*pair)  # keys
+            samples, elapsed = await at_once(
+                [functools.partial(echo, *pair) for pair in self.echo_pairs], seconds)
         return {"round_trips": len(samples), "per_second": len(samples) / elapsed,
                 **summary(samples)}
 
     async def concurrency(self, seconds: float) -> dict[str, Any]:
-        samples: list[float] = []
-        deadline = 0.0
+        async def whois(worker: Practitioner, room_id: str) -> float:
+            started = time.perf_counter()
+            await worker.ask(room_id, "!whois", bot=self.bot_user, timeout=120)
+            return time.perf_counter() - started
 
-        async def keep_asking(worker: Practitioner, room_id: str) -> None:
-            while time.perf_counter() < deadline:
-                started = time.perf_counter()
-                await worker.ask(room_id, "!whois", bot=self.bot_user, timeout=120)
-                samples.append(time.perf_counter() - started)
-
-        for worker, room_id in zip(self.workers, self.worker_rooms, strict=True):
-            await worker.ask(room_id, "!whois", bot=self.bot_user, timeout=120)  # keys
+        pairs = list(zip(self.workers, self.worker_rooms, strict=True))
+        for worker, room_id in pairs:
+            await whois(worker, room_id)  # keys
         async with self.only(self.workers):
             cpu = self.cpu_seconds()
-            started = time.perf_counter()
-            deadline = started + seconds
-            await asyncio.gather(*(keep_asking(w, r) for w, r in
-                                   zip(self.workers, self.worker_rooms, strict=True)))
-            elapsed = time.perf_counter() - started
+            samples, elapsed = await at_once(
+                [functools.partial(whois, *pair) for pair in pairs], seconds)
             used = {name: after - cpu[name] for name, after in self.cpu_seconds().items()}
         return {"answers": len(samples), "per_second": len(samples) / elapsed,
                 # Who was busy: of the machine's two cores, how much each process used.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from nio import AsyncClient, ErrorResponse
@@ -54,6 +54,18 @@ async def open_database(config: Config, *, clock: Clock = utc_now) -> Database:
     ensure_private_dir(config.storage.path)
     key = load_audit_key(config.storage.path, create=True)
     return await Database.open(config.storage.path / DATABASE_FILE, clock=clock, audit_key=key)
+
+
+def _hold(
+    client: AsyncClient, prompts: PromptSettings, item: OutboxItem, now: datetime
+) -> tuple[datetime, str] | None:
+    """Whether an item must wait, till when and why: a message for someone yet to join the
+    direct chat it opens, or a question outside working hours."""
+    waiting = awaited_member(item.payload)
+    if waiting is not None and not has_joined(client, item.room_id, waiting):
+        return now + JOIN_WAIT, "waiting for the recipient to join"
+    later = held_until(item.payload, now, prompts)
+    return None if later is None else (later, "outside working hours")
 
 
 async def _attachment(db: Database, client: AsyncClient, item: OutboxItem) -> Attachment:
@@ -136,12 +148,7 @@ async def run_bot(
                 on_room_created=room_created,
                 on_sent=message_sent,
                 on_failed=item_failed,
-                hold_until=lambda item, now: (
-                    now + JOIN_WAIT
-                    if (waiting := awaited_member(item.payload)) is not None
-                    and not has_joined(client, item.room_id, waiting)
-                    else held_until(item.payload, now, prompts)
-                ),
+                hold_until=lambda item, now: _hold(client, prompts, item, now),
                 attachment=lambda item: _attachment(db, client, item),
                 content=lambda item: _content(db, item, prompts, policy),
                 faults=faults,

@@ -86,8 +86,8 @@ RoomCreatedHook = Callable[[Transaction, OutboxItem, str], Awaitable[None]]
 SentHook = Callable[[Transaction, OutboxItem, str | None], Awaitable[None]]
 # Called in the transaction that marks an item failed for good: (tx, item, why).
 FailedHook = Callable[[Transaction, OutboxItem, str], Awaitable[None]]
-# When an item may not go yet (a question outside working hours): (item, now) -> go at.
-HoldHook = Callable[[OutboxItem, datetime], datetime | None]
+# When an item may not go yet (a question outside working hours): (item, now) -> (go at, why).
+HoldHook = Callable[[OutboxItem, datetime], tuple[datetime, str] | None]
 
 
 class OutboxSender:
@@ -229,11 +229,12 @@ class OutboxSender:
                 return
 
     async def _attempt(self, item: OutboxItem, now: datetime) -> bool:
-        """Send the item unless it must wait (outside working hours); True if sent."""
-        later = None if self._hold_until is None else self._hold_until(item, now)
-        if later is not None:
+        """Send the item unless it must wait (outside working hours, say); True if sent."""
+        hold = None if self._hold_until is None else self._hold_until(item, now)
+        if hold is not None:
+            later, why = hold
             async with self._db.transaction() as tx:
-                await tx.outbox.mark_retry(item.id, "outside working hours", later, counted=False)
+                await tx.outbox.mark_retry(item.id, why, later, counted=False)
             return False
         return await self._send_one(item)
 

@@ -4,7 +4,7 @@ stuck item holds back only what must wait for it, and the person who asked is to
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -289,7 +289,7 @@ async def _settle(db: Database) -> None:
 async def test_a_question_that_drains_late_waits_for_working_hours(
     db: Database, clock: ManualClock
 ) -> None:
-    from rooms.prompts import held_until
+    from bot.app import _hold
     from tests.unit.test_prompts import DUE, do_sweep
     from tests.unit.test_team_commands_support import SETTINGS
 
@@ -302,17 +302,39 @@ async def test_a_question_that_drains_late_waits_for_working_hours(
     out = OutboxSender(
         db,
         client,  # type: ignore[arg-type]
-        hold_until=lambda item, now: held_until(item.payload, now, SETTINGS),
+        hold_until=lambda item, now: _hold(client, SETTINGS, item, now),  # type: ignore[arg-type]
         content=lambda item: written(db, item),
     )
     await out.drain_once()
     assert client.sent == []
     opening = SETTINGS.schedule.next_open(clock.current)
     held = [item for item in await outbox(db) if item.next_attempt_at is not None]
-    assert [item.next_attempt_at for item in held] == [opening]
+    assert [(item.next_attempt_at, item.last_error) for item in held] == [
+        (opening, "outside working hours")
+    ]
     clock.current = opening
     await drain(db, out, clock)
     assert len(client.sent) == 2
+
+
+def test_a_message_for_someone_yet_to_join_says_so_while_it_waits() -> None:
+    from types import SimpleNamespace
+
+    from bot.app import JOIN_WAIT, _hold
+    from rooms.direct_chat import AWAIT_JOIN_KEY
+    from tests.unit.test_team_commands_support import SETTINGS
+
+    now = datetime(2026, 3, 2, 11, 0, tzinfo=UTC)
+    item = OutboxItem(1, "t1", "!dm:council.example", "message",
+                      {"type": "m.room.message", "content": {}, AWAIT_JOIN_KEY: LEAD},
+                      0, now, None, None, None, None, None)
+    invited = SimpleNamespace(users={LEAD: None}, invited_users={LEAD: None})
+    client = SimpleNamespace(rooms={item.room_id: invited})
+    assert _hold(client, SETTINGS, item, now) == (  # type: ignore[arg-type]
+        now + JOIN_WAIT, "waiting for the recipient to join"
+    )
+    invited.invited_users = {}
+    assert _hold(client, SETTINGS, item, now) is None  # type: ignore[arg-type]
 
 
 async def test_a_room_the_homeserver_will_not_create_frees_its_reference(

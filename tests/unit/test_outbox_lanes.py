@@ -259,7 +259,8 @@ async def test_messages_behind_one_held_for_a_join_leave_the_sender_asleep(
     monkeypatch.setattr(OutboxRepository, "due", counted)
     await _queue(db, IDLE, "welcome", "a notice for them", "another")
     out = OutboxSender(  # type: ignore[arg-type]
-        db, HangingClient(), hold_until=lambda item, now: now + timedelta(hours=1)
+        db, HangingClient(),
+        hold_until=lambda item, now: (now + timedelta(hours=1), "held for a join"),
     )
     stop = asyncio.Event()
     running = asyncio.create_task(out.run(stop))
