@@ -48,6 +48,7 @@ from storage import BACKGROUND
 WORKERS = 20
 TEAM = 12  # members of the latency room, the bot and its lead included
 CASES_FAMILIES = 384
+SETTLE_STILL_SECONDS = 300
 
 
 def summary(samples: list[float]) -> dict[str, float]:
@@ -150,11 +151,18 @@ class Suite:
         """Let the bot take in what seeding did, as it would have live (the joins, their
         welcomes, each practitioner's direct chat), so a timed start is a restart after a
         short stop: start it, wait until nothing is left to send but messages held for
-        someone's join, and stop it."""
+        someone's join, and stop it. There is no deadline while the bot gets on with it (a
+        slow machine takes most of an hour over a thousand rooms' welcomes), only when the
+        count of what is left stands still."""
         await self.bot.start(timeout=900)
-        async with asyncio.timeout(900):
-            while await asyncio.to_thread(self.unsent):  # noqa: ASYNC110 (the bot's database)
-                await asyncio.sleep(0.5)
+        left, still = await asyncio.to_thread(self.unsent), 0.0
+        while left:
+            await asyncio.sleep(0.5)
+            now = await asyncio.to_thread(self.unsent)
+            still = still + 0.5 if now == left else 0.0
+            if still > SETTLE_STILL_SECONDS:
+                raise TimeoutError(f"seeding: {now} outbox items stuck for {still:.0f} s")
+            left = now
         await self.bot.stop()
 
     def background_sent(self) -> int:
