@@ -25,6 +25,7 @@ import functools
 import itertools
 import json
 import logging
+import math
 import shutil
 import sqlite3
 import statistics
@@ -39,6 +40,7 @@ from typing import Any
 from nio import AsyncClient, AsyncClientConfig, Event, RoomMessageText, SyncResponse
 
 from bench import mirroring
+from bench.legs import LEGS, legs, read_requests
 from bench.seeding import Council, add_lead_families, add_rooms, make_due, write_families
 from bot.devserver import LocalSynapse, free_port
 from devkit.botproc import BotProcess, write_bot_config
@@ -52,6 +54,8 @@ SETTLE_STILL_SECONDS = 300
 
 
 def summary(samples: list[float]) -> dict[str, float]:
+    if not samples:
+        return {"n": 0, **dict.fromkeys(("min_ms", "median_ms", "p95_ms", "max_ms"), math.nan)}
     ordered = sorted(samples)
     p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
     return {"n": len(samples), "min_ms": ordered[0] * 1000,
@@ -259,6 +263,7 @@ class Suite:
         floor: list[float] = []
         many: list[float] = []
         command: list[float] = []
+        log_from = self.synapse.log_path.stat().st_size
         async with self.only([alice, bob, lead]):
             for index in range(rounds):
                 floor.append(await self.echo(alice, bob, index))
@@ -266,8 +271,15 @@ class Suite:
                 started = time.perf_counter()
                 await alice.ask(self.team_room, "!whois", bot=self.bot_user, timeout=60)
                 command.append(time.perf_counter() - started)
+        requests = await asyncio.to_thread(read_requests, self.synapse.log_path, log_from)
         floor_s, many_s, command_s = summary(floor), summary(many), summary(command)
         return {"floor": floor_s, "floor_in_every_room": many_s, "whois": command_s,
+                # The same round trips leg by leg, from the homeserver's access log.
+                "legs": {path: {leg: summary(times) for leg, times in
+                                legs(requests, alice.user_id, answerer, room_id).items()}
+                         for path, answerer, room_id in (
+                             ("floor", bob.user_id, self.floor_room),
+                             ("whois", self.bot_user, self.team_room))},
                 "own_cost_ms": command_s["median_ms"] - floor_s["median_ms"],
                 "ratio": command_s["median_ms"] / floor_s["median_ms"],
                 "own_cost_vs_every_room_ms": command_s["median_ms"] - many_s["median_ms"],
@@ -476,6 +488,10 @@ def print_step(step: dict[str, Any]) -> None:
               f"  p95 {f['p95_ms']:6.1f}  max {f['max_ms']:6.1f} ms")
     print(f"  own cost {lat['own_cost_ms']:+5.1f} ms at the median, ratio {lat['ratio']:.2f};"
           f" against the echo in every room {lat['own_cost_vs_every_room_ms']:+5.1f} ms")
+    print(f"  {'leg (median ms)':<19} {'floor':>7} {'whois':>7} {'beyond':>7}")
+    for leg in LEGS:
+        echo, bot = lat["legs"]["floor"][leg]["median_ms"], lat["legs"]["whois"][leg]["median_ms"]
+        print(f"  {leg:<19} {echo:7.1f} {bot:7.1f} {bot - echo:+7.1f}")
     print(f"  concurrency: {con['answers']} answers, {con['per_second']:.1f}/s, p95 "
           f"{con['p95_ms']:.1f} ms = {con['p95_vs_single']:.2f}x the single-user p95; cores "
           + ", ".join(f"{name} {used:.2f}" for name, used in con["cores_used"].items())
@@ -503,7 +519,7 @@ def print_sweep(sweep: dict[str, Any]) -> None:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="patchwork-council-") as folder:
         root = Path(folder)
-        synapse = LocalSynapse(root / "synapse", port=free_port())
+        synapse = LocalSynapse(root / "synapse", port=free_port(), access_log=True)
         await synapse.start()
         suite = Suite(root, synapse, args)
         try:

@@ -122,15 +122,18 @@ class LocalSynapse:
         relaxed_rate_limits: bool = True,
         own_process_group: bool = False,
         host: str = "127.0.0.1",
+        access_log: bool = False,
     ) -> None:
         """`own_process_group` keeps a terminal's Ctrl-C away from Synapse, so the caller can
-        stop its own clients first and Synapse last."""
+        stop its own clients first and Synapse last. `access_log` writes a line for every
+        request to the log (a benchmark reads the legs of a round trip from it)."""
         self.data_dir = data_dir.resolve()
         self.port = port
         self.server_name = server_name
         self.relaxed_rate_limits = relaxed_rate_limits
         self.own_process_group = own_process_group
         self.host = host
+        self.access_log = access_log
         self.base_url = f"http://{host}:{port}"
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.registration_secret = _load_or_create_secret(self.data_dir / SECRET_FILE)
@@ -269,6 +272,7 @@ class LocalSynapse:
                 }
             },
             "root": {"level": "WARNING", "handlers": ["file"]},
+            "loggers": {"synapse.access": {"level": "INFO" if self.access_log else "WARNING"}},
             "disable_existing_loggers": False,
         }
 
