@@ -70,7 +70,10 @@ def legs(requests: list[Request], asker: str, answerer: str, room_id: str
             continue
         # The sync that brought the ask is the answerer's last one to return before it answered.
         brought = [sync for sync in woken if ask.start <= sync.end <= answer.start]
-        told = next((sync for sync in seen if sync.end >= answer.start), None)
+        # The asker's sync that shows the answer returns after it was stored (an earlier one
+        # may be bringing back the asker's own message).
+        told = min((sync for sync in seen if sync.end >= answer.end), default=None,
+                   key=lambda sync: sync.end)
         if not brought or told is None:
             continue
         sync = brought[-1]

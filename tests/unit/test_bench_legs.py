@@ -35,8 +35,9 @@ def log(tmp_path: Path) -> Path:
         _line("10,090", OTHER, 5.0, SYNC),  # someone else's sync: not a leg
         _line("10,060", BOT, 9.0, SYNC),  # an earlier sync of the bot's, before the ask
         _line("10,130", BOT, 2.0, SYNC),  # the sync that brings the ask
+        _line("10,200", ASKER, 0.090, SYNC),  # the asker's own ask coming back: not the answer
         _line("10,220", BOT, 0.065, _send(BOT)),  # the answer: 10.155 to 10.220
-        _line("10,250", ASKER, 3.0, SYNC),  # the asker sees it
+        _line("10,250", ASKER, 0.045, SYNC),  # the asker sees it
         _line("20,100", ASKER, 0.050, _send(ASKER, "!elsewhere:localhost")),
     ]), encoding="utf-8")
     return path
