@@ -19,7 +19,7 @@ def _line(end: str, user: str, seconds: float, request: str) -> str:
             f'db=(0.004sec/0.006sec/9) 2B 200 "{request} HTTP/1.1" "aiohttp" [0 dbevts]\n')
 
 
-def _send(user: str, room: str = ROOM) -> str:
+def _send(room: str = ROOM) -> str:
     return f"PUT /_matrix/client/v3/rooms/{room}/send/m.room.encrypted/t1"
 
 
@@ -31,14 +31,14 @@ def log(tmp_path: Path) -> Path:
     path = tmp_path / "homeserver.log"
     path.write_text("".join([
         "2026-12-02 05:48:00,000 - synapse.http.server - WARNING - not an access line\n",
-        _line("10,100", ASKER, 0.070, _send(ASKER)),  # the ask: 10.030 to 10.100
+        _line("10,100", ASKER, 0.070, _send()),  # the ask: 10.030 to 10.100
         _line("10,090", OTHER, 5.0, SYNC),  # someone else's sync: not a leg
         _line("10,060", BOT, 9.0, SYNC),  # an earlier sync of the bot's, before the ask
         _line("10,130", BOT, 2.0, SYNC),  # the sync that brings the ask
         _line("10,200", ASKER, 0.090, SYNC),  # the asker's own ask coming back: not the answer
-        _line("10,220", BOT, 0.065, _send(BOT)),  # the answer: 10.155 to 10.220
+        _line("10,220", BOT, 0.065, _send()),  # the answer: 10.155 to 10.220
         _line("10,250", ASKER, 0.045, SYNC),  # the asker sees it
-        _line("20,100", ASKER, 0.050, _send(ASKER, "!elsewhere:localhost")),
+        _line("20,100", ASKER, 0.050, _send("!elsewhere:localhost")),
     ]), encoding="utf-8")
     return path
 
