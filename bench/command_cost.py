@@ -7,7 +7,8 @@ decrypt (megolm, vodozemac, and parsing the event), parse (the command line), th
 transaction (inbox check, handling, audit row, reply queued, the sync token of its response,
 COMMIT with its fsync), encrypt (megolm) and send (the outbox's due query, the homeserver's
 answer taken as instant, the "sent" transaction and the next-attempt query). Each stage's
-median count of statements (trips to the database thread) and the time SQLite itself spent
+median count of trips to the database thread (one may carry several statements) and the time
+SQLite itself spent
 on them (fsync included) are reported beside its time. The baseline is the same pipeline on a
 fresh database with 10 rooms, measured in the same run.
 """
@@ -132,7 +133,7 @@ async def measure(path: Path, families: int, rounds: int) -> dict[str, Any]:
     ours.mark_as_shared()
     ours.max_messages = ours_max
     times: dict[str, list[float]] = {stage: [] for stage in STAGES}
-    statements: dict[str, list[int]] = {stage: [] for stage in STAGES}
+    trips: dict[str, list[int]] = {stage: [] for stage in STAGES}
     sqlite: dict[str, list[float]] = {stage: [] for stage in STAGES}
     meter = DatabaseTime()
     clock = ManualClock(NOW)
@@ -145,7 +146,7 @@ async def measure(path: Path, families: int, rounds: int) -> dict[str, Any]:
                 started = time.perf_counter()
                 result = await work()
                 times[stage].append(time.perf_counter() - started)
-                statements[stage].append(meter.calls - calls)
+                trips[stage].append(meter.calls - calls)
                 sqlite[stage].append(meter.seconds - spent)
                 return result
 
@@ -196,13 +197,13 @@ async def measure(path: Path, families: int, rounds: int) -> dict[str, Any]:
                 await timed("send", send)
             if index >= 0:
                 for stage in STAGES:
-                    del times[stage][:5], statements[stage][:5], sqlite[stage][:5]  # warm-up
+                    del times[stage][:5], trips[stage][:5], sqlite[stage][:5]  # warm-up
             async with db.read() as tx:
                 intact = await tx.audit.verify() is None
     medians = {stage: 1000 * statistics.median(values) for stage, values in times.items()}
-    counts = {stage: statistics.median(values) for stage, values in statements.items()}
+    counts = {stage: statistics.median(values) for stage, values in trips.items()}
     in_sqlite = {stage: 1000 * statistics.median(values) for stage, values in sqlite.items()}
-    return {"median_ms": medians, "total_ms": sum(medians.values()), "statements": counts,
+    return {"median_ms": medians, "total_ms": sum(medians.values()), "trips": counts,
             "sqlite_ms": in_sqlite, "audit_intact": intact}
 
 
@@ -224,11 +225,11 @@ def report(result: dict[str, Any]) -> None:
     print(f"bot's own cost of one !whois, in-process (median of each stage, ms); "
           f"council: {council['rooms']} rooms, {council['history_days']} days of history "
           f"{council['rows']}")
-    print(f"  {'stage':<14}{'10 rooms':>10}{'council':>10}{'statements':>12}{'in SQLite':>11}")
+    print(f"  {'stage':<14}{'10 rooms':>10}{'council':>10}{'trips':>12}{'in SQLite':>11}")
     for stage in STAGES:
         print(f"  {stage:<14}{base['median_ms'][stage]:10.3f}{council['median_ms'][stage]:10.3f}"
-              f"{council['statements'][stage]:12g}{council['sqlite_ms'][stage]:11.3f}")
-    total = sum(council["statements"].values())
+              f"{council['trips'][stage]:12g}{council['sqlite_ms'][stage]:11.3f}")
+    total = sum(council["trips"].values())
     in_sqlite = sum(council["sqlite_ms"].values())
     print(f"  {'total':<14}{base['total_ms']:10.3f}{council['total_ms']:10.3f}{total:12g}"
           f"{in_sqlite:11.3f}")

@@ -2,7 +2,8 @@
 statements, in aiosqlite's thread, as opposed to Python building what is written.
 
 Bench instrumentation only: it wraps aiosqlite's one entry point into its worker thread
-(`Connection._execute`), so every statement of every connection is counted while active.
+(`Connection._execute`), so every trip to it, from every connection, is counted while active
+(`calls`; a trip may carry several statements).
 """
 
 from __future__ import annotations

@@ -132,7 +132,7 @@ async def timed(
         detail = f"{result} rows"
     print(f"{label:<40} {elapsed * 1000:8.0f} ms {meter.seconds * 1000:8.0f} ms   {detail}")
     figures[key] = {"wall_ms": elapsed * 1000, "database_ms": meter.seconds * 1000,
-                    "statements": meter.calls}
+                    "trips": meter.calls}
     return elapsed
 
 

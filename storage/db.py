@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import sqlite3
 import stat
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,7 +23,7 @@ import aiosqlite
 from storage.codec import Clock, utc_now
 from storage.errors import DatabaseTooNewError
 from storage.migrations import LATEST_VERSION, read_schema_version, run_migrations
-from storage.transaction import Transaction
+from storage.transaction import Transaction, on_database_thread
 
 __all__ = ["Clock", "Database", "DatabaseTooNewError", "Transaction", "utc_now"]
 
@@ -118,7 +119,7 @@ class Database:
     def read(self, *, snapshot: bool = True) -> contextlib.AbstractAsyncContextManager[Transaction]:
         """A read transaction (BEGIN DEFERRED): a consistent snapshot across several queries.
 
-        With `snapshot=False` there is no BEGIN or COMMIT (two trips to the database thread
+        With `snapshot=False` there is no BEGIN or COMMIT (one trip to the database thread
         fewer): each statement sees the latest commit on its own, which is all a block of one
         SELECT needs. Such a block cannot write."""
         return self._transaction("BEGIN DEFERRED" if snapshot else None)
@@ -133,18 +134,8 @@ class Database:
             if self._closed:
                 raise RuntimeError("the database is closed")
             self._owner = current
+            tx = Transaction(self._connection, self._clock, self._audit_key, begin=begin)
             try:
-                if begin is None:
-                    tx = Transaction(
-                        self._connection, self._clock, self._audit_key, writable=False
-                    )
-                    try:
-                        yield tx
-                    finally:
-                        tx._finish()
-                    return
-                await self._connection.execute(begin)
-                tx = Transaction(self._connection, self._clock, self._audit_key)
                 try:
                     yield tx
                 except BaseException:
@@ -152,8 +143,10 @@ class Database:
                     await asyncio.shield(self._rollback())
                     raise
                 tx._finish()
+                if begin is None:
+                    return
                 try:
-                    await asyncio.shield(self._connection.execute("COMMIT"))
+                    await asyncio.shield(tx._commit())
                 except BaseException:
                     await asyncio.shield(self._rollback())
                     raise
@@ -161,13 +154,16 @@ class Database:
                 self._owner = None
 
     async def _rollback(self) -> None:
-        """Roll back if a transaction is still open; SQLite may already have ended it."""
-        try:
-            await self._connection.execute("ROLLBACK")
-        except aiosqlite.OperationalError as error:
-            if "no transaction is active" not in str(error):
-                raise
-            log.debug("rollback skipped: SQLite had already ended the transaction")
+        """Roll back if a transaction is open. Asked on the database thread, behind anything
+        already queued there (a cancelled task's statement may still be on its way), since
+        SQLite may have ended the transaction itself and one whose BEGIN was never sent has
+        nothing to undo."""
+        await on_database_thread(self._connection, _roll_back)
+
+
+def _roll_back(connection: sqlite3.Connection) -> None:
+    if connection.in_transaction:
+        connection.execute("ROLLBACK")
 
 
 def _create_private_file(path: Path) -> None:

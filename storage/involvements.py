@@ -25,12 +25,31 @@ _DEFAULT_END_REASON: dict[str, EndReason] = {"leave": "left", "ban": "removed"}
 class InvolvementRepository:
     def __init__(self, tx: Transaction) -> None:
         self._tx = tx
+        self._rows: dict[int, list[Any]] = {}
+        self._rows_at = -1
+
+    async def _family_rows(self, family_id: int) -> list[Any]:
+        """A family's rows in team order, kept until the transaction next writes: a command
+        reads its sender's row, the lead and the team, one query for all three."""
+        stamp = self._tx.writes
+        if self._rows_at != stamp:
+            self._rows.clear()
+            self._rows_at = stamp
+        rows = self._rows.get(family_id)
+        if rows is None:
+            rows = await self._tx.fetchall(
+                "SELECT * FROM involvement WHERE family_id = ? ORDER BY started_at, id",
+                (family_id,),
+            )
+            if self._tx.writes == stamp:
+                self._rows[family_id] = rows
+        return rows
 
     async def get(self, family_id: int, user_id: str) -> Involvement | None:
-        row = await self._tx.fetchone(
-            "SELECT * FROM involvement WHERE family_id = ? AND user_id = ?", (family_id, user_id)
-        )
-        return None if row is None else Involvement.from_row(row)
+        for row in await self._family_rows(family_id):
+            if row["user_id"] == user_id:
+                return Involvement.from_row(row)
+        return None
 
     async def by_id(self, involvement_id: int) -> Involvement | None:
         row = await self._tx.fetchone("SELECT * FROM involvement WHERE id = ?", (involvement_id,))
@@ -108,12 +127,11 @@ class InvolvementRepository:
 
     async def for_family(self, family_id: int, active_only: bool = True) -> list[Involvement]:
         """The team, in the order people joined it."""
-        rows = await self._tx.fetchall(
-            "SELECT * FROM involvement WHERE family_id = ?"
-            " AND (? = 0 OR status = 'active') ORDER BY started_at, id",
-            (family_id, int(active_only)),
-        )
-        return [Involvement.from_row(row) for row in rows]
+        return [
+            Involvement.from_row(row)
+            for row in await self._family_rows(family_id)
+            if not active_only or row["status"] == "active"
+        ]
 
     async def for_user(self, user_id: str, active_only: bool = True) -> list[Involvement]:
         rows = await self._tx.fetchall(
@@ -124,10 +142,10 @@ class InvolvementRepository:
         return [Involvement.from_row(row) for row in rows]
 
     async def lead(self, family_id: int) -> Involvement | None:
-        row = await self._tx.fetchone(
-            "SELECT * FROM involvement WHERE family_id = ? AND is_lead = 1", (family_id,)
-        )
-        return None if row is None else Involvement.from_row(row)
+        for row in await self._family_rows(family_id):
+            if row["is_lead"]:
+                return Involvement.from_row(row)
+        return None
 
     async def set_role(self, family_id: int, user_id: str, role: str | None) -> Involvement:
         current = await self._require_member(family_id, user_id)

@@ -23,20 +23,26 @@ NEXT_BATCH_KEY = "next_batch"
 class SyncStateRepository:
     def __init__(self, tx: Transaction) -> None:
         self._tx = tx
+        self._next_batch: str | None = None  # set in this transaction, written as it commits
 
     async def get_next_batch(self) -> str | None:
+        if self._next_batch is not None:
+            return self._next_batch
         row = await self._tx.fetchone(
             "SELECT value FROM sync_state WHERE key = ?", (NEXT_BATCH_KEY,)
         )
         return None if row is None else str(row["value"])
 
     async def set_next_batch(self, token: str) -> None:
+        """Written with the COMMIT, in its trip: the token is the last thing a response's
+        transaction writes, and nothing reads it back first but `get_next_batch`."""
         if not token:
             raise ValueError("a sync token cannot be empty")
-        await self._tx.execute(
+        self._tx.write_at_commit(
             "INSERT OR REPLACE INTO sync_state (key, value) VALUES (?, ?)",
             (NEXT_BATCH_KEY, token),
         )
+        self._next_batch = token
 
     async def is_processed(self, event_id: str) -> bool:
         row = await self._tx.fetchone("SELECT 1 FROM inbox WHERE event_id = ?", (event_id,))

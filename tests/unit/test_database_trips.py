@@ -1,11 +1,15 @@
-"""Each statement is a trip to the database thread, so the storage layer saves the ones it can
-without giving anything up: a savepoint costs nothing until its block writes (and still undoes
-exactly its own writes), a plain read has no BEGIN or COMMIT and cannot write, and a room's
-family is read once per transaction until something is written."""
+"""Each trip to the database thread costs more than most statements do in SQLite, so the
+storage layer saves the trips it can without changing what runs or in what order: BEGIN goes
+with the first statement, a savepoint is opened with its block's first write (and still undoes
+exactly its own writes), the sync token goes with the COMMIT, a plain read has no BEGIN or
+COMMIT and cannot write, and a room's family and a family's involvements are read once per
+transaction until something is written."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,9 +65,9 @@ async def _status(tx: Transaction) -> str:
     return family.status
 
 
-async def test_a_savepoint_that_only_reads_costs_no_statement(db: Database) -> None:
-    assert await _statements(db, write=False, fail=False) == 3, "BEGIN, SELECT, COMMIT"
-    assert await _statements(db, write=False, fail=True) == 3
+async def test_a_savepoint_that_only_reads_costs_no_trip(db: Database) -> None:
+    assert await _statements(db, write=False, fail=False) == 2, "BEGIN with the SELECT, COMMIT"
+    assert await _statements(db, write=False, fail=True) == 2, "the same, then ROLLBACK"
 
 
 async def test_a_savepoint_is_opened_before_its_first_write_and_undoes_only_its_own(
@@ -71,9 +75,9 @@ async def test_a_savepoint_is_opened_before_its_first_write_and_undoes_only_its_
 ) -> None:
     bare = await _statements(db, write=True, fail=False, savepoint=False, who="@bare:x")
     written = await _statements(db, write=True, fail=False)
-    assert written == bare + 1, "SAVEPOINT before the first write; no RELEASE on success"
+    assert written == bare, "SAVEPOINT with the first write; no RELEASE on success"
     failed = await _statements(db, write=True, fail=True, who="@failed:x")
-    assert failed == bare + 3, "SAVEPOINT, then ROLLBACK TO and RELEASE"
+    assert failed == bare + 1, "SAVEPOINT with the write, then ROLLBACK TO and RELEASE together"
     async with db.read() as tx:
         assert await tx.practitioners.get("@a:x") is not None
     async with db.transaction() as tx:
@@ -150,3 +154,109 @@ async def test_a_rooms_outbox_history_is_read_without_walking_every_room(db: Dat
     await connection.set_progress_handler(None, 100)
     assert len(history) == 10
     assert steps[0] < 20, f"{steps[0] * 100} SQLite steps for one room's ten rows"
+
+
+class Failed(Exception):
+    """The block's own failure, which the transaction rolls back for."""
+
+
+async def _fail_after(tx: Transaction, *writes: str) -> None:
+    for token in writes:
+        if token.startswith("@"):
+            await tx.practitioners.ensure(token, "A")
+        else:
+            await tx.sync.set_next_batch(token)
+    raise Failed
+
+
+async def test_a_transaction_that_runs_nothing_costs_no_trip(db: Database) -> None:
+    meter = DatabaseTime()
+    with meter.counting():
+        async with db.transaction():
+            pass
+        with contextlib.suppress(Failed):
+            async with db.transaction() as tx:
+                await _fail_after(tx)
+    assert meter.calls == 1, "only the rollback's check, which finds nothing to undo"
+
+
+async def test_the_sync_token_goes_with_the_commit_and_only_if_it_commits(db: Database) -> None:
+    meter = DatabaseTime()
+    with meter.counting():
+        async with db.transaction() as tx:
+            await tx.sync.set_next_batch("s1")
+            assert await tx.sync.get_next_batch() == "s1", "read back before it is written"
+    assert meter.calls == 1, "BEGIN, the token and COMMIT in one trip"
+    with contextlib.suppress(Failed):
+        async with db.transaction() as tx:
+            await _fail_after(tx, "@a:x", "s2")
+    async with db.transaction() as tx:
+        with contextlib.suppress(Failed):
+            async with tx.savepoint():
+                await _fail_after(tx, "s3")
+    async with db.read() as tx:
+        assert await tx.sync.get_next_batch() == "s1"
+        assert await tx.practitioners.get("@a:x") is None
+    with pytest.raises(RuntimeError, match="plain read"):
+        async with db.read(snapshot=False) as tx:
+            tx.write_at_commit("DELETE FROM sync_state")
+
+
+async def test_a_task_cancelled_with_its_first_statement_on_the_way_leaves_nothing_open(
+    db: Database,
+) -> None:
+    # The BEGIN travels with the statement, so the rollback must not ask the connection
+    # whether a transaction is open before that trip has run: it asks behind it.
+    connection = db._connection  # noqa: SLF001 - to keep the database thread busy
+    await connection.create_function("pause", 1, time.sleep)
+
+    async def queued() -> None:
+        async with db.transaction() as tx:
+            await tx.execute("INSERT INTO sync_state (key, value) VALUES ('k', 'v')")
+
+    busy = asyncio.create_task(connection.execute_fetchall("SELECT pause(0.3)"))
+    await asyncio.sleep(0.05)
+    task = asyncio.create_task(queued())  # its BEGIN and INSERT wait behind the pause
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await busy
+    async with db.transaction() as tx:  # would fail: "cannot start a transaction within..."
+        await tx.practitioners.ensure("@next:x", "Next")
+    async with db.read() as tx:
+        assert await tx.fetchone("SELECT * FROM sync_state WHERE key = 'k'") is None
+        assert await tx.practitioners.get("@next:x") is not None
+
+
+async def test_a_familys_involvements_are_read_once_until_the_transaction_writes(
+    db: Database,
+) -> None:
+    async with db.transaction() as tx:
+        family = await tx.families.by_reference("REF-1")
+        assert family is not None
+        for user_id in ("@lead:x", "@b:x", "@gone:x"):
+            await tx.involvements.upsert_membership(family.id, user_id, "join")
+        await tx.involvements.set_lead(family.id, "@lead:x")
+        await tx.involvements.upsert_membership(family.id, "@gone:x", "leave")
+    meter = DatabaseTime()
+    with meter.counting():
+        async with db.read() as tx:
+            sender = await tx.involvements.get(family.id, "@b:x")
+            lead = await tx.involvements.lead(family.id)
+            team = await tx.involvements.for_family(family.id)
+            everyone = await tx.involvements.for_family(family.id, active_only=False)
+            assert await tx.involvements.get(family.id, "@nobody:x") is None
+    assert meter.calls == 2, "one read for all of them, then COMMIT"
+    assert sender is not None
+    assert sender.user_id == "@b:x"
+    assert lead is not None
+    assert lead.user_id == "@lead:x"
+    assert [row.user_id for row in team] == ["@lead:x", "@b:x"]
+    assert [row.user_id for row in everyone] == ["@lead:x", "@b:x", "@gone:x"]
+    async with db.transaction() as tx:
+        assert (await tx.involvements.lead(family.id)) == lead
+        await tx.involvements.set_role(family.id, "@b:x", "teacher")
+        changed = await tx.involvements.get(family.id, "@b:x")
+        assert changed is not None
+        assert changed.role == "teacher", "re-read after a write"
