@@ -209,6 +209,9 @@ class SyncLoop:
             token = next_batch if index == len(events) - 1 else None
             stored = await self.process_event(room, event, apply_effects=True,
                                               next_batch=token)
+            # What it queued is committed: a reply goes now, not after the response's later
+            # events and the parked ones' retry.
+            self._outbox.wake()
         if not stored:  # nothing to apply, or the last event was parked or skipped
             async with self._db.transaction() as tx:
                 await self._store_token(tx, next_batch)

@@ -201,3 +201,26 @@ async def test_the_sync_leaves_out_what_would_wake_it_for_nothing(
     # Typing notices, read receipts (its own too) and presence: the bot uses none of them.
     assert [f["room"]["timeline"]["limit"] for f in asked] == [50, 50]
     assert all(f["room"]["ephemeral"] == f["presence"] == {"not_types": ["*"]} for f in asked)
+
+
+async def test_a_reply_is_woken_for_as_its_event_commits_not_after_the_response(
+    loop: SyncLoop, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen_at_wake: list[list[bool]] = []
+
+    def wake() -> None:
+        seen_at_wake.append(processed[:])
+
+    processed: list[bool] = []
+    real = loop.process_event
+
+    async def process_event(*args: Any, **kwargs: Any) -> bool:
+        stored = await real(*args, **kwargs)
+        processed.append(True)
+        return stored
+
+    monkeypatch.setattr(loop._outbox, "wake", wake)
+    monkeypatch.setattr(loop, "process_event", process_event)
+    await loop.process(sync("s1", _text("$a", "!help"), _text("$b", "!help")), initial=False)
+    assert seen_at_wake[0] == [True], "woken before the second command was handled"
+    assert len(await _outbox(db)) == 2
