@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import sqlite3
 import stat
@@ -26,8 +25,6 @@ from storage.migrations import LATEST_VERSION, read_schema_version, run_migratio
 from storage.transaction import Transaction, on_database_thread
 
 __all__ = ["Clock", "Database", "DatabaseTooNewError", "Transaction", "utc_now"]
-
-log = logging.getLogger(__name__)
 
 PRIVATE_FILE_MODE = 0o600
 PRIVATE_DIR_MODE = 0o700

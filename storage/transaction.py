@@ -106,9 +106,7 @@ class Transaction:
         transaction reads back (the sync token). If the block fails it is never run; if a
         savepoint it was queued in fails, it is dropped with the savepoint's other writes."""
         self._check_open()
-        if not self._writable:
-            raise RuntimeError("this is a plain read: it cannot write; open a transaction")
-        self.writes += 1
+        self._count_write()
         self._at_commit.append((sql, params))
 
     async def fetchall_in(
@@ -192,23 +190,19 @@ class Transaction:
         """One statement, after whatever must run first (BEGIN, the savepoints a write needs),
         in one trip: the rows it read, or its rowcount and lastrowid."""
         self._check_open()
-        prelude: list[str] = []
-        if self._begin is not None:
-            prelude.append(self._begin)
-            self._begin = None
+        begin, self._begin = self._begin, None
+        savepoints: list[str] = []
         if sql.lstrip()[:6].upper() != "SELECT":
-            if not self._writable:
-                raise RuntimeError("this is a plain read: it cannot write; open a transaction")
-            self.writes += 1
-            prelude += [f"SAVEPOINT {name}" for name in self._pending]
-            self._pending.clear()
+            self._count_write()
+            savepoints, self._pending = self._pending, []
         opened = self._opened
 
         def work(connection: sqlite3.Connection) -> Any:
-            for statement in prelude:
-                connection.execute(statement)
-                if statement.startswith("SAVEPOINT "):
-                    opened.add(statement.removeprefix("SAVEPOINT "))
+            if begin is not None:
+                connection.execute(begin)
+            for name in savepoints:
+                connection.execute(f"SAVEPOINT {name}")
+                opened.add(name)
             cursor = connection.execute(sql, params)
             try:
                 return cursor.fetchall() if fetch else (cursor.rowcount, cursor.lastrowid)
@@ -234,6 +228,11 @@ class Transaction:
 
     def _finish(self) -> None:
         self._finished = True
+
+    def _count_write(self) -> None:
+        if not self._writable:
+            raise RuntimeError("this is a plain read: it cannot write; open a transaction")
+        self.writes += 1
 
     def _check_open(self) -> None:
         if self._finished:
