@@ -365,6 +365,30 @@ async def _v7_outbox_by_room(tx: Transaction) -> None:
     await tx.execute("CREATE INDEX outbox_by_room ON outbox (room_id, id)")
 
 
+async def _v8_outbox_waits_with_its_room(tx: Transaction) -> None:
+    """Messages queued behind a held one now wait with it, by its time (`OutboxRepository`):
+    an index of the items never held, which is what the sender walks (in place of one of every
+    pending item), and one of each room's holds; and the messages already waiting behind a
+    hold are given its time."""
+    await tx.execute("DROP INDEX outbox_pending")
+    await tx.execute(
+        "CREATE INDEX outbox_fresh ON outbox (priority DESC, id)"
+        " WHERE sent_at IS NULL AND failed_at IS NULL AND next_attempt_at IS NULL"
+    )
+    await tx.execute(
+        "CREATE INDEX outbox_room_holds ON outbox (room_id, next_attempt_at)"
+        " WHERE sent_at IS NULL AND failed_at IS NULL AND kind IN ('message', 'kick', 'state')"
+    )
+    await tx.execute(
+        "UPDATE outbox AS item SET next_attempt_at = (SELECT MAX(earlier.next_attempt_at)"
+        " FROM outbox AS earlier WHERE earlier.room_id = item.room_id AND earlier.id < item.id"
+        " AND earlier.sent_at IS NULL AND earlier.failed_at IS NULL"
+        " AND earlier.kind IN ('message', 'kick', 'state'))"
+        " WHERE item.sent_at IS NULL AND item.failed_at IS NULL AND item.next_attempt_at IS NULL"
+        " AND item.kind IN ('message', 'kick', 'state')"
+    )
+
+
 MIGRATIONS: list[Migration] = [
     _v1_initial_schema,
     _v2_outbox_priority,
@@ -373,6 +397,7 @@ MIGRATIONS: list[Migration] = [
     _v5_family_views,
     _v6_outbox_next_attempt,
     _v7_outbox_by_room,
+    _v8_outbox_waits_with_its_room,
 ]
 LATEST_VERSION = len(MIGRATIONS)
 

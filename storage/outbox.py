@@ -43,10 +43,23 @@ _NOT_WAITING_BEHIND = (
     " WHERE earlier.room_id = item.room_id AND earlier.id < item.id"
     " AND earlier.kind IN ('message', 'kick', 'state')"
     " AND earlier.sent_at IS NULL AND earlier.failed_at IS NULL"
-    " AND earlier.next_attempt_at > :now))"
+    " AND earlier.next_attempt_at > {until}))"
 )
-"""SQL: `item` is not an ordered item waiting behind an earlier one of its room that is still
-backing off (or held for a join): it cannot go before that one, whatever its own time."""
+"""SQL: `item` is not an ordered item waiting behind an earlier one of its room that is held
+past `{until}` (backing off, or held for a join): it cannot go before that one."""
+
+_ROOM_HOLD = (
+    "(SELECT MAX(held.next_attempt_at) FROM outbox AS held WHERE held.room_id = {room}"
+    " AND held.sent_at IS NULL AND held.failed_at IS NULL"
+    " AND held.kind IN ('message', 'kick', 'state') AND held.next_attempt_at > {now}{ahead})"
+)
+"""SQL: the latest time an ordered item of a room is held to, if later than `{now}`; `{ahead}`
+may narrow it to the items before one (" AND held.id < item.id")."""
+
+# An ordered message queued behind a held one waits with it: it takes that one's time when it
+# is queued, and again whenever the one ahead is held again or let go. So the sender's walk over
+# what is due never passes the thousands of welcomes queued behind one that waits for its
+# recipient to join: they are held themselves, outside the index of items never held.
 
 
 class OutboxRepository:
@@ -83,17 +96,21 @@ class OutboxRepository:
         """Queue an item; True if new, False if this txn_id was already queued (or sent)."""
         if not txn_id:
             raise ValueError("an outbox item needs a transaction id")
+        now = encode_time(self._tx.now())
+        hold = _ROOM_HOLD.format(room=":room", now=":now", ahead="")
         changed = await self._tx.execute(
-            "INSERT OR IGNORE INTO outbox (txn_id, room_id, kind, payload, created_at, priority)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                txn_id,
-                room_id,
-                kind,
-                encode_json_object(payload),
-                encode_time(self._tx.now()),
-                priority,
-            ),
+            "INSERT OR IGNORE INTO outbox"  # noqa: S608 - constant SQL
+            " (txn_id, room_id, kind, payload, created_at, priority, next_attempt_at)"
+            " VALUES (:txn_id, :room, :kind, :payload, :now, :priority,"
+            f" CASE WHEN :kind IN ('message', 'kick', 'state') THEN {hold} END)",
+            {
+                "txn_id": txn_id,
+                "room": room_id,
+                "kind": kind,
+                "payload": encode_json_object(payload),
+                "now": now,
+                "priority": priority,
+            },
         )
         return changed > 0
 
@@ -105,13 +122,25 @@ class OutboxRepository:
         if any(not txn_id for txn_id, *_ in items):
             raise ValueError("an outbox item needs a transaction id")
         now = encode_time(self._tx.now())
-        await self._tx.insert_rows(
+        added = await self._tx.insert_rows(
             "INSERT OR IGNORE INTO outbox (txn_id, room_id, kind, payload, created_at, priority)",
             [
                 (txn_id, room_id, kind, encode_json_object(payload), now, priority)
                 for txn_id, room_id, kind, payload in items
             ],
+            returning="id",
         )
+        if added:  # those queued behind a held one wait with it
+            ahead = " AND held.id < item.id"
+            hold = _ROOM_HOLD.format(room="item.room_id", now=":now", ahead=ahead)
+            await self._tx.execute(
+                f"UPDATE outbox AS item SET next_attempt_at = {hold}"  # noqa: S608
+                " WHERE item.id >= :first AND item.kind IN ('message', 'kick', 'state')"
+                " AND item.room_id IN (SELECT held.room_id FROM outbox AS held"
+                " WHERE held.sent_at IS NULL AND held.failed_at IS NULL"
+                " AND COALESCE(held.next_attempt_at, held.created_at) > :now)",
+                {"now": now, "first": min(row["id"] for row in added)},
+            )
 
     async def due(
         self,
@@ -133,16 +162,24 @@ class OutboxRepository:
         `standalone`; so `limit` items of busy rooms never hide the items of an idle one.
         """
         now = encode_time(self._tx.now())
-        rows = await self._tx.fetchall(
-            "SELECT * FROM outbox AS item WHERE sent_at IS NULL AND failed_at IS NULL"  # noqa: S608
-            " AND (next_attempt_at IS NULL OR next_attempt_at <= :now)"
-            f" AND {_NOT_WAITING_BEHIND}"
+        wanted = (
+            f" AND {_NOT_WAITING_BEHIND.format(until=':now')}"  # noqa: S608 - constant SQL
             " AND (CASE WHEN item.kind IN ('message', 'kick', 'state')"
             "   THEN :ordered AND (:background OR item.priority >= :interactive)"
             "   AND item.room_id NOT IN (SELECT value FROM json_each(:busy_rooms))"
             "   ELSE :standalone AND item.id NOT IN (SELECT value FROM json_each(:busy_items))"
             "   END)"
-            " ORDER BY priority DESC, id LIMIT :limit",
+        )
+        # Items never held, walked in order (`outbox_fresh`), and the held ones whose time
+        # has come, found by it (`outbox_next_attempt`), not by walking every held one.
+        rows = await self._tx.fetchall(
+            "SELECT * FROM (SELECT * FROM outbox AS item"  # noqa: S608 - constant SQL
+            " WHERE sent_at IS NULL AND failed_at IS NULL AND next_attempt_at IS NULL"
+            f"{wanted} ORDER BY priority DESC, id LIMIT :limit)"
+            " UNION ALL SELECT * FROM outbox AS item INDEXED BY outbox_next_attempt"
+            " WHERE sent_at IS NULL AND failed_at IS NULL"
+            " AND COALESCE(next_attempt_at, created_at) <= :now AND next_attempt_at IS NOT NULL"
+            f"{wanted} ORDER BY priority DESC, id LIMIT :limit",
             {
                 "now": now,
                 "limit": limit,
@@ -207,10 +244,23 @@ class OutboxRepository:
     ) -> None:
         """Hold the item back until `next_attempt_at`, counting the attempt unless `counted`
         is False (it was counted already, or the homeserver itself could not be reached)."""
+        until = encode_time(next_attempt_at)
         await self._update(
             item_id,
             "attempts = attempts + ?, last_error = ?, next_attempt_at = ?",
-            (int(counted), error, encode_time(next_attempt_at)),
+            (int(counted), error, until),
+        )
+        # The ordered items behind it in its room wait as long, or go with it if it is let go
+        # early (a join): a room's later items are never tried before it, so their own time
+        # is only ever one taken from an item ahead.
+        await self._tx.execute(
+            "UPDATE outbox AS later SET next_attempt_at = :until"
+            " WHERE later.room_id = (SELECT room_id FROM outbox WHERE id = :id"
+            " AND kind IN ('message', 'kick', 'state')) AND later.id > :id"
+            " AND later.kind IN ('message', 'kick', 'state')"
+            " AND later.sent_at IS NULL AND later.failed_at IS NULL"
+            " AND later.next_attempt_at IS NOT :until",
+            {"id": item_id, "until": until},
         )
 
     async def mark_failed(self, item_id: int, error: str) -> None:
@@ -265,10 +315,13 @@ class OutboxRepository:
         messages queued behind one held for someone's join would look due all the time, and
         the sender would ask again and again, finding nothing to send.
         """
+        # One held past both now and this item's own time counts instead; an item that waits
+        # with the one ahead has that one's time already, so the walk stops at the first.
+        until = "MAX(:now, COALESCE(item.next_attempt_at, item.created_at))"
         row = await self._tx.fetchone(
             "SELECT COALESCE(next_attempt_at, created_at) FROM outbox AS item"  # noqa: S608
             " WHERE sent_at IS NULL AND failed_at IS NULL"
-            f" AND {_NOT_WAITING_BEHIND}"
+            f" AND {_NOT_WAITING_BEHIND.format(until=until)}"
             " ORDER BY COALESCE(next_attempt_at, created_at) LIMIT 1",
             {"now": encode_time(self._tx.now())},
         )
