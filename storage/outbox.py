@@ -51,10 +51,10 @@ past `{until}` (backing off, or held for a join): it cannot go before that one."
 _ROOM_HOLD = (
     "(SELECT MAX(held.next_attempt_at) FROM outbox AS held WHERE held.room_id = {room}"
     " AND held.sent_at IS NULL AND held.failed_at IS NULL"
-    " AND held.kind IN ('message', 'kick', 'state') AND held.next_attempt_at > {now}{ahead})"
+    " AND held.kind IN ('message', 'kick', 'state') AND held.next_attempt_at > :now)"
 )
-"""SQL: the latest time an ordered item of a room is held to, if later than `{now}`; `{ahead}`
-may narrow it to the items before one (" AND held.id < item.id")."""
+"""SQL: the latest time an ordered item of room `{room}` is held to, if later than now (one
+look-up in `outbox_room_holds`); what an item queued last in the room waits for."""
 
 # An ordered message queued behind a held one waits with it: it takes that one's time when it
 # is queued, and again whenever the one ahead is held again or let go. So the sender's walk over
@@ -96,8 +96,7 @@ class OutboxRepository:
         """Queue an item; True if new, False if this txn_id was already queued (or sent)."""
         if not txn_id:
             raise ValueError("an outbox item needs a transaction id")
-        now = encode_time(self._tx.now())
-        hold = _ROOM_HOLD.format(room=":room", now=":now", ahead="")
+        hold = _ROOM_HOLD.format(room=":room")
         changed = await self._tx.execute(
             "INSERT OR IGNORE INTO outbox"  # noqa: S608 - constant SQL
             " (txn_id, room_id, kind, payload, created_at, priority, next_attempt_at)"
@@ -108,7 +107,7 @@ class OutboxRepository:
                 "room": room_id,
                 "kind": kind,
                 "payload": encode_json_object(payload),
-                "now": now,
+                "now": encode_time(self._tx.now()),
                 "priority": priority,
             },
         )
@@ -130,15 +129,12 @@ class OutboxRepository:
             ],
             returning="id",
         )
-        if added:  # those queued behind a held one wait with it
-            ahead = " AND held.id < item.id"
-            hold = _ROOM_HOLD.format(room="item.room_id", now=":now", ahead=ahead)
+        if added:  # those queued behind a held one wait with it (they are their rooms' last)
+            hold = _ROOM_HOLD.format(room="item.room_id")
             await self._tx.execute(
                 f"UPDATE outbox AS item SET next_attempt_at = {hold}"  # noqa: S608
                 " WHERE item.id >= :first AND item.kind IN ('message', 'kick', 'state')"
-                " AND item.room_id IN (SELECT held.room_id FROM outbox AS held"
-                " WHERE held.sent_at IS NULL AND held.failed_at IS NULL"
-                " AND COALESCE(held.next_attempt_at, held.created_at) > :now)",
+                f" AND {hold} IS NOT NULL",
                 {"now": now, "first": min(row["id"] for row in added)},
             )
 

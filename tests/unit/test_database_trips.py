@@ -132,6 +132,24 @@ async def test_a_rooms_family_is_read_once_until_the_transaction_writes(db: Data
             assert await _status(tx) == "closed", "re-read after the rollback"
 
 
+@contextlib.asynccontextmanager
+async def sqlite_steps(db: Database) -> AsyncIterator[list[int]]:
+    """SQLite's own steps, in hundreds, while the block runs: what a statement costs,
+    whatever the machine's speed."""
+    steps = [0]
+
+    def count() -> int:
+        steps[0] += 1
+        return 0
+
+    connection = db._connection  # noqa: SLF001 - the cost in SQLite's own steps
+    await connection.set_progress_handler(count, 100)
+    try:
+        yield steps
+    finally:
+        await connection.set_progress_handler(None, 100)
+
+
 async def test_a_rooms_outbox_history_is_read_without_walking_every_room(db: Database) -> None:
     # Start-up checks each family's last server ACL in its room's outbox history; a walk over
     # every row the bot ever queued, per room, took most of a minute at 3,000 rooms.
@@ -141,17 +159,8 @@ async def test_a_rooms_outbox_history_is_read_without_walking_every_room(db: Dat
              for n in range(5000)],
             priority=0,
         )
-    steps = [0]
-
-    def count() -> int:
-        steps[0] += 1
-        return 0
-
-    connection = db._connection  # noqa: SLF001 - the statement's cost in SQLite's own steps
-    await connection.set_progress_handler(count, 100)
-    async with db.read(snapshot=False) as tx:
+    async with sqlite_steps(db) as steps, db.read(snapshot=False) as tx:
         history = await tx.outbox.for_room("!room7:x", ("state",))
-    await connection.set_progress_handler(None, 100)
     assert len(history) == 10
     assert steps[0] < 20, f"{steps[0] * 100} SQLite steps for one room's ten rows"
 

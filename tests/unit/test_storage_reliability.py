@@ -520,23 +520,15 @@ async def test_the_senders_pass_does_not_walk_the_messages_waiting_behind_held_o
     """A pass (what is due, and when next) costs the same with 20 or 2,000 welcomes queued
     behind ones held for their recipients' joins: at 1,000 rooms there were 15,000, and each
     pass walked them all, about 50 ms on the database thread, before every reply."""
+    from tests.unit.test_database_trips import sqlite_steps
 
     async def pass_steps(behind: int) -> int:
         async with db.transaction() as tx:
             for n in range(behind):
                 await tx.outbox.enqueue_message(f"w{behind}-{n}", f"!dm{n % 10}:x", {"body": "hi"})
-        steps = [0]
-
-        def count() -> int:
-            steps[0] += 1
-            return 0
-
-        connection = db._connection  # noqa: SLF001 - the pass's cost in SQLite's own steps
-        await connection.set_progress_handler(count, 100)
-        async with db.read(snapshot=False) as tx:
+        async with sqlite_steps(db) as steps, db.read(snapshot=False) as tx:
             assert await tx.outbox.due() == []
             assert await tx.outbox.next_attempt_time() == START + timedelta(hours=1)
-        await connection.set_progress_handler(None, 100)
         return steps[0]
 
     async with db.transaction() as tx:
