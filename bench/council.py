@@ -40,7 +40,7 @@ from typing import Any
 from nio import AsyncClient, AsyncClientConfig, Event, RoomMessageText, SyncResponse
 
 from bench import mirroring
-from bench.legs import LEGS, legs, read_requests
+from bench.legs import LEGS, SEND_PARTS, legs, read_requests
 from bench.seeding import Council, add_lead_families, add_rooms, make_due, write_families
 from bot.devserver import LocalSynapse, free_port
 from devkit.botproc import BotProcess, write_bot_config
@@ -279,6 +279,7 @@ class Suite:
                                 legs(requests, alice.user_id, answerer, room_id).items()}
                          for path, answerer, room_id in (
                              ("floor", bob.user_id, self.floor_room),
+                             ("floor_in_every_room", lead.user_id, self.floor_room),
                              ("whois", self.bot_user, self.team_room))},
                 "own_cost_ms": command_s["median_ms"] - floor_s["median_ms"],
                 "ratio": command_s["median_ms"] / floor_s["median_ms"],
@@ -488,10 +489,12 @@ def print_step(step: dict[str, Any]) -> None:
               f"  p95 {f['p95_ms']:6.1f}  max {f['max_ms']:6.1f} ms")
     print(f"  own cost {lat['own_cost_ms']:+5.1f} ms at the median, ratio {lat['ratio']:.2f};"
           f" against the echo in every room {lat['own_cost_vs_every_room_ms']:+5.1f} ms")
-    print(f"  {'leg (median ms)':<19} {'floor':>7} {'whois':>7} {'beyond':>7}")
-    for leg in LEGS:
-        echo, bot = lat["legs"]["floor"][leg]["median_ms"], lat["legs"]["whois"][leg]["median_ms"]
-        print(f"  {leg:<19} {echo:7.1f} {bot:7.1f} {bot - echo:+7.1f}")
+    print(f"  {'leg (median ms)':<19} {'floor':>7} {'whois':>7} {'beyond':>7}"
+          f" {'every room':>11}")
+    for leg in (*LEGS, *SEND_PARTS):
+        echo, bot, every = (lat["legs"][path][leg]["median_ms"]
+                            for path in ("floor", "whois", "floor_in_every_room"))
+        print(f"  {leg:<19} {echo:7.1f} {bot:7.1f} {bot - echo:+7.1f} {every:11.1f}")
     print(f"  concurrency: {con['answers']} answers, {con['per_second']:.1f}/s, p95 "
           f"{con['p95_ms']:.1f} ms = {con['p95_vs_single']:.2f}x the single-user p95; cores "
           + ", ".join(f"{name} {used:.2f}" for name, used in con["cores_used"].items())

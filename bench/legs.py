@@ -6,6 +6,9 @@ response leaving the homeserver to the answer arriving), the answer's send, and 
 waking the asker's sync. Only the third is the answerer's doing; so comparing the bot's legs
 with an echoing client's says which part of the bot's own cost is the bot, and which is the
 homeserver serving it. The log's clock has millisecond resolution.
+
+The log also gives, for each request, the homeserver's CPU for it, its wait for a database
+connection, and its time in database transactions; the answer's send is split so.
 """
 
 from __future__ import annotations
@@ -17,9 +20,13 @@ from datetime import datetime
 from pathlib import Path
 
 LEGS = ("ask_send", "answerer_woken", "answerer_own", "answer_send", "asker_woken")
+SEND_PARTS = ("answer_send_cpu", "answer_send_db_wait", "answer_send_db")
+"""Of the answer's send: the homeserver's CPU, its wait for a database connection, and its
+time in database transactions (parts of `answer_send`, not legs of their own)."""
 _LINE = re.compile(
     r"^(\S+ \S+) - synapse\.access\.http\.\d+ - INFO - .*?\{(\S*)\} Processed request: "
-    r"([\d.]+)sec/([\d.]+)sec .*? \d+ \"(\w+) (\S+) "
+    r"([\d.]+)sec/([\d.]+)sec ru=\(([\d.]+)sec, ([\d.]+)sec\) db=\(([\d.]+)sec/([\d.]+)sec/\d+\)"
+    r" .*? \d+ \"(\w+) (\S+) "
 )
 _MAX_ANSWER_SECONDS = 5.0
 
@@ -31,6 +38,9 @@ class Request:
     user: str
     method: str
     path: str
+    cpu: float
+    db_wait: float
+    db: float
 
     @property
     def is_sync(self) -> bool:
@@ -51,7 +61,10 @@ def read_requests(log: Path, offset: int = 0) -> list[Request]:
                 continue
             end = datetime.strptime(match[1], "%Y-%m-%d %H:%M:%S,%f").timestamp()
             start = end - float(match[3]) - float(match[4])
-            requests.append(Request(start, end, match[2], match[5], match[6].split("?")[0]))
+            requests.append(Request(
+                start, end, match[2], match[9], match[10].split("?")[0],
+                cpu=float(match[5]) + float(match[6]), db_wait=float(match[7]),
+                db=float(match[8])))
     return sorted(requests, key=lambda request: request.start)
 
 
@@ -62,7 +75,7 @@ def legs(requests: list[Request], asker: str, answerer: str, room_id: str
     sends = [request for request in requests if request.sends_to(room_id)]
     woken = [r for r in requests if r.user == answerer and r.is_sync]
     seen = [r for r in requests if r.user == asker and r.is_sync]
-    found: dict[str, list[float]] = {leg: [] for leg in LEGS}
+    found: dict[str, list[float]] = {leg: [] for leg in (*LEGS, *SEND_PARTS)}
     for ask, answer in itertools.pairwise(sends):
         if ask.user != asker or answer.user != answerer:
             continue
@@ -77,9 +90,10 @@ def legs(requests: list[Request], asker: str, answerer: str, room_id: str
         if not brought or told is None:
             continue
         sync = brought[-1]
-        for leg, seconds in zip(LEGS, (
+        for leg, seconds in zip((*LEGS, *SEND_PARTS), (
             ask.end - ask.start, sync.end - ask.end, answer.start - sync.end,
             answer.end - answer.start, told.end - answer.end,
+            answer.cpu, answer.db_wait, answer.db,
         ), strict=True):
             found[leg].append(seconds)
     return found

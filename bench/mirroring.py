@@ -114,12 +114,23 @@ async def measure(synapse: LocalSynapse, lead: Practitioner, database: Path,
     end within TIMEOUT_SECONDS)."""
     watcher = Watcher(lead, rooms)
     watching = asyncio.create_task(watcher.run())
+    progress: dict[str, Any] = {"phase": "setting up", "visitors": []}
     try:
-        return await _measure(synapse, lead, database, rooms, visitors, watcher)
-    except TimeoutError:
-        # Kept as a figure, not a crash: what was seen, and whether the baseline's client died.
-        return {"complete": False, "roster_visitors": len(watcher.seen),
-                "baseline_failed": repr(watching.exception()) if watching.done() else None}
+        return await _measure(synapse, lead, database, rooms, visitors, watcher, progress)
+    except (TimeoutError, ExceptionGroup) as failure:
+        # Kept as a figure, not a crash: what failed, how far each side got, and whether the
+        # baseline's client died.
+        phase, people = progress["phase"], progress["visitors"]
+        mirrored = await asyncio.to_thread(_roster, database, people, phase) if people else 0
+        errors = failure.exceptions if isinstance(failure, ExceptionGroup) else [failure]
+        return {
+            "complete": False, "phase": phase, "changes": len(rooms) * len(people),
+            "error": repr(errors[0]), "errors": len(errors),
+            "homeserver_delivered": sum(user_id in people and membership == phase
+                                        for (_, user_id), membership in watcher.seen.items()),
+            "roster_matched": mirrored,
+            "baseline_failed": repr(watching.exception()) if watching.done() else None,
+        }
     finally:
         watching.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -128,12 +139,13 @@ async def measure(synapse: LocalSynapse, lead: Practitioner, database: Path,
 
 
 async def _measure(synapse: LocalSynapse, lead: Practitioner, database: Path,
-                   rooms: Sequence[str], visitors: int, watcher: Watcher) -> dict[str, Any]:
+                   rooms: Sequence[str], visitors: int, watcher: Watcher,
+                   progress: dict[str, Any]) -> dict[str, Any]:
     base_url, token = synapse.base_url, str(lead.client.access_token)
     gate = asyncio.Semaphore(CONCURRENT_CHANGES)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
         people = [await _visitor(synapse, session) for _ in range(visitors)]
-        user_ids = [user_id for user_id, _ in people]
+        user_ids = progress["visitors"] = [user_id for user_id, _ in people]
         wanted = len(rooms) * visitors
 
         async def phase(membership: str, change: Callable[[str, str, str], Awaitable[None]]
@@ -141,6 +153,7 @@ async def _measure(synapse: LocalSynapse, lead: Practitioner, database: Path,
             async def one(room_id: str, user_id: str, user_token: str) -> None:
                 async with gate:
                     await change(room_id, user_id, user_token)
+                sent[0] = time.perf_counter()
 
             async def delivered() -> bool:
                 return all(watcher.seen.get((room_id, user_id)) == membership
@@ -150,14 +163,18 @@ async def _measure(synapse: LocalSynapse, lead: Practitioner, database: Path,
                 count = await asyncio.to_thread(_roster, database, user_ids, membership)
                 return count == wanted
 
+            progress["phase"] = membership
             started = time.perf_counter()
-            sending = asyncio.gather(*(one(room_id, user_id, user_token) for room_id in rooms
-                                       for user_id, user_token in people))
-            async with asyncio.timeout(TIMEOUT_SECONDS):
-                delivery, roster = await asyncio.gather(
-                    _until(delivered, started), _until(mirrored, started))
-            await sending
-            return {"changes": wanted, "sent_s": time.perf_counter() - started,
+            sent = [started]
+            # A change the homeserver refuses ends the phase at once, not at the timeout.
+            async with asyncio.timeout(TIMEOUT_SECONDS), asyncio.TaskGroup() as group:
+                for room_id in rooms:
+                    for user_id, user_token in people:
+                        group.create_task(one(room_id, user_id, user_token))
+                delivering = group.create_task(_until(delivered, started))
+                mirroring = group.create_task(_until(mirrored, started))
+            delivery, roster = delivering.result(), mirroring.result()
+            return {"changes": wanted, "sent_s": sent[0] - started,
                     "homeserver_delivered_s": delivery, "roster_matched_s": roster}
 
         joins = await phase("join", lambda room_id, user_id, _: admin_join(

@@ -23,8 +23,9 @@ async def test_council_bench_produces_every_figure(tmp_path: Path) -> None:
             "cpu_until_answer_s"} <= set(step["start_up"])
     for path in ("floor", "floor_in_every_room", "whois"):
         assert step["latency"][path]["n"] == 3
-    for path in ("floor", "whois"):  # the round trips found again in the access log, by leg
+    for path in ("floor", "floor_in_every_room", "whois"):  # found again in the access log
         assert step["latency"]["legs"][path]["answerer_own"]["n"] > 0
+        assert step["latency"]["legs"][path]["answer_send_db_wait"]["n"] > 0
     assert step["concurrency"]["answers"] > 0
     assert step["concurrency"]["cores_used"]["synapse"] > 0
     assert step["concurrency"]["floor"]["round_trips"] > 0
