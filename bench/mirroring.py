@@ -150,10 +150,10 @@ async def _measure(synapse: LocalSynapse, lead: Practitioner, database: Path,
 
         async def phase(membership: str, change: Callable[[str, str, str], Awaitable[None]]
                         ) -> dict[str, float]:
-            async def one(room_id: str, user_id: str, user_token: str) -> None:
+            async def one(room_id: str, user_id: str, user_token: str) -> float:
                 async with gate:
                     await change(room_id, user_id, user_token)
-                sent[0] = time.perf_counter()
+                return time.perf_counter()
 
             async def delivered() -> bool:
                 return all(watcher.seen.get((room_id, user_id)) == membership
@@ -165,16 +165,15 @@ async def _measure(synapse: LocalSynapse, lead: Practitioner, database: Path,
 
             progress["phase"] = membership
             started = time.perf_counter()
-            sent = [started]
             # A change the homeserver refuses ends the phase at once, not at the timeout.
             async with asyncio.timeout(TIMEOUT_SECONDS), asyncio.TaskGroup() as group:
-                for room_id in rooms:
-                    for user_id, user_token in people:
-                        group.create_task(one(room_id, user_id, user_token))
+                changes = [group.create_task(one(room_id, user_id, user_token))
+                           for room_id in rooms for user_id, user_token in people]
                 delivering = group.create_task(_until(delivered, started))
                 mirroring = group.create_task(_until(mirrored, started))
             delivery, roster = delivering.result(), mirroring.result()
-            return {"changes": wanted, "sent_s": sent[0] - started,
+            sent = max(change.result() for change in changes)
+            return {"changes": wanted, "sent_s": sent - started,
                     "homeserver_delivered_s": delivery, "roster_matched_s": roster}
 
         joins = await phase("join", lambda room_id, user_id, _: admin_join(
