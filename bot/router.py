@@ -176,7 +176,7 @@ class EventRouter:
             and parse_invocation(event.body, self._policy.command_prefix) is not None
         ):
             reply = Reply.plain(FAILURE_MESSAGE.format(reference=reference))
-            await enqueue_reply(tx, event, room.room_id, 0, reply)
+            enqueue_reply(tx, event, room.room_id, 0, reply)
 
     async def _handle_text(
         self, tx: Transaction, room: MatrixRoom, event: RoomMessageText, matrix: MatrixGateway
@@ -188,7 +188,7 @@ class EventRouter:
                 room.room_id, UNENCRYPTED_FLAG
             ):
                 self._metrics.command("unknown", "unencrypted_room")
-                await enqueue_reply(tx, event, room.room_id, 0, Reply.plain(UNENCRYPTED_WARNING))
+                enqueue_reply(tx, event, room.room_id, 0, Reply.plain(UNENCRYPTED_WARNING))
             return
         if not event.decrypted:
             log.info("ignoring an unencrypted message in encrypted room %s", room.room_id)
@@ -211,13 +211,13 @@ class EventRouter:
         if room_kind is not RoomKind.VIEW and not self._policy.allows(event.sender):
             self._metrics.command(name, "refused")
             refusal = "Sorry, I cannot help you: " + server_rule(event.sender, self._policy)
-            await enqueue_reply(tx, event, room.room_id, 0, Reply.plain(refusal + "."))
+            enqueue_reply(tx, event, room.room_id, 0, Reply.plain(refusal + "."))
             return
         verdict = self._rate_limit.check(event.sender)
         if verdict != "ok":
             self._metrics.command(name, "rate_limited")
             if verdict == "warn":
-                await enqueue_reply(tx, event, room.room_id, 0, Reply.plain(SLOW_DOWN))
+                enqueue_reply(tx, event, room.room_id, 0, Reply.plain(SLOW_DOWN))
             return
         ctx = CommandContext(
             sender=event.sender,
@@ -234,7 +234,7 @@ class EventRouter:
         self._metrics.command(name, ctx.outcome)
         self._receipts.append((room.room_id, event.event_id))
         for index, reply in enumerate(ctx.replies):
-            await enqueue_reply(tx, event, room.room_id, index, reply)
+            enqueue_reply(tx, event, room.room_id, index, reply)
 
     async def _room_kind(self, tx: Transaction, room: MatrixRoom) -> RoomKind:
         if await tx.families.by_room(room.room_id) is not None:
@@ -246,10 +246,10 @@ class EventRouter:
         return RoomKind.OTHER
 
 
-async def enqueue_reply(
+def enqueue_reply(
     tx: Transaction, event: RoomMessageText, room_id: str, index: int, reply: Reply
 ) -> None:
     """Queue a reply to `event`; its transaction id is derived from the event, so never twice."""
     content = reply.to_content()
     content["m.relates_to"] = {"m.in_reply_to": {"event_id": event.event_id}}
-    await tx.outbox.enqueue_message(transaction_id(event.event_id, str(index)), room_id, content)
+    tx.outbox.enqueue_message_later(transaction_id(event.event_id, str(index)), room_id, content)

@@ -33,7 +33,7 @@ MAX_ROWS = 100
 async def audit(ctx: CommandContext, rows: int = DEFAULT_ROWS) -> None:
     family = await current_family(ctx)
     entries = await ctx.tx.audit.recent(family.id, rows)
-    await ctx.tx.audit.append(ctx.sender, "audit", family_id=family.id, detail={"rows": rows})
+    ctx.tx.audit.append_later(ctx.sender, "audit", family_id=family.id, detail={"rows": rows})
     if not entries:
         ctx.reply(f"Nothing has been recorded for {family.reference} yet.")
         return

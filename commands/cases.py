@@ -53,7 +53,7 @@ async def cases(ctx: CommandContext) -> None:
         for index, part in enumerate(parts):
             entry += (" — " if index == 1 else ", " if index else "") + part
         entries.append(entry)
-    await tx.audit.append(ctx.sender, "cases", detail={"families": len(entries)})
+    tx.audit.append_later(ctx.sender, "cases", detail={"families": len(entries)})
     if not entries:
         ctx.reply(
             paragraph(

@@ -90,7 +90,7 @@ async def whois(ctx: CommandContext, query: Rest[str] | None = None) -> None:
     if not on_team and not ctx.is_admin:
         # Refused look-ups are audited too, so the reply is given here, not raised (an error
         # would roll the audit row back with the rest of the command).
-        await tx.audit.append(ctx.sender, "whois_refused", family_id=family.id)
+        tx.audit.append_later(ctx.sender, "whois_refused", family_id=family.id)
         ctx.reply(
             "Only members of this family's team can see who is on it and how to reach them. "
             "If you should be on the team, ask its lead to invite you."
@@ -116,7 +116,7 @@ async def whois(ctx: CommandContext, query: Rest[str] | None = None) -> None:
     }
     if not on_team:
         detail["as_admin"] = True
-    await tx.audit.append(ctx.sender, "whois", family_id=family.id, detail=detail)
+    tx.audit.append_later(ctx.sender, "whois", family_id=family.id, detail=detail)
     notes = [await _confidential_note(ctx, family.id)] if hidden and query is None else []
     if private:
         notes.append(await _send_privately(ctx, family.reference, private, privileged))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 GENESIS_HASH = "0" * 64
 PSEUDONYM_PREFIX = "pseudonym:"
 _VERIFY_BATCH = 500
+_HEAD = "SELECT hash FROM audit ORDER BY id DESC LIMIT 1"
 _INSERT = (
     "INSERT INTO audit (at, actor, family_id, action, detail, prev_hash, content_hash, hash)"
 )
@@ -59,6 +61,31 @@ def link_hash(key: bytes | None, prev_hash: str, content: str) -> str:
     if key is None:
         return hashlib.sha256(message).hexdigest()
     return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+_Content = tuple[str, str, int | None, str, str, str]
+"""A row's at, actor, family_id, action, detail (as stored) and content hash."""
+_Row = tuple[str, str, int | None, str, str, str, str, str]
+"""A row's values in `_INSERT`'s columns."""
+
+
+def _linked(key: bytes | None, prev_hash: str, content: _Content) -> _Row:
+    """The row of `content`, linked to `prev_hash`."""
+    at, actor, family_id, action, stored_detail, digest = content
+    return (at, actor, family_id, action, stored_detail, prev_hash, digest,
+            link_hash(key, prev_hash, digest))
+
+
+def _append_row(connection: sqlite3.Connection, key: bytes | None, content: _Content
+                ) -> tuple[_Row, int]:
+    """On the database thread: the row of `content` linked to the chain's end and written,
+    and its id."""
+    last = connection.execute(_HEAD).fetchone()
+    row = _linked(key, GENESIS_HASH if last is None else str(last[0]), content)
+    row_id = connection.execute(_INSERT + " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row).lastrowid
+    if row_id is None:
+        raise RuntimeError("the audit row was not inserted")
+    return row, row_id
 
 
 def pseudonym(key: bytes | None, user_id: str) -> str:
@@ -87,12 +114,13 @@ class AuditRepository:
         family_id: int | None = None,
         detail: Mapping[str, Any] | None = None,
     ) -> AuditEntry:
-        """Add a row at the end of the chain; reads are audited as well as writes."""
-        row = self._row(await self._head(), actor, action, family_id, detail or {})
-        row_id = await self._tx.insert(_INSERT + " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
-        if row_id is None:
-            raise RuntimeError("the audit row was not inserted")
-        # Built from what was written rather than read back: one trip fewer per command.
+        """Add a row at the end of the chain; reads are audited as well as writes. The chain's
+        end is read, the link made and the row written in one trip."""
+        content = self._content(actor, action, family_id, detail or {})
+        row, row_id = await self._tx.run(
+            lambda connection: _append_row(connection, self._key, content)
+        )
+        # Built from what was written rather than read back.
         at, actor, family_id, action, stored_detail, prev_hash, _, link = row
         return AuditEntry(
             id=row_id,
@@ -105,6 +133,20 @@ class AuditRepository:
             hash=link,
         )
 
+    def append_later(
+        self,
+        actor: str,
+        action: str,
+        *,
+        family_id: int | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        """`append` for a caller that does not need the row (a look-up): it is written with
+        the transaction's next trip (`run_later`), and whatever reads the trail afterwards, in
+        this transaction or after it commits, finds it in its place."""
+        content = self._content(actor, action, family_id, detail or {})
+        self._tx.run_later(lambda connection: _append_row(connection, self._key, content))
+
     async def append_many(
         self, actor: str, action: str, rows: Sequence[tuple[int | None, Mapping[str, Any]]]
     ) -> int:
@@ -116,34 +158,25 @@ class AuditRepository:
         """
         if not rows:
             return 0
-        prev_hash = await self._head()
+        last = await self._tx.fetchone(_HEAD)
+        prev_hash = GENESIS_HASH if last is None else str(last["hash"])
         values: list[tuple[Any, ...]] = []
         for family_id, detail in rows:
-            row = self._row(prev_hash, actor, action, family_id, detail)
+            row = _linked(self._key, prev_hash, self._content(actor, action, family_id, detail))
             values.append(row)
             prev_hash = row[-1]
         await self._tx.insert_rows(_INSERT, values)
         return len(rows)
 
-    async def _head(self) -> str:
-        last = await self._tx.fetchone("SELECT hash FROM audit ORDER BY id DESC LIMIT 1")
-        return GENESIS_HASH if last is None else str(last["hash"])
-
-    def _row(
-        self,
-        prev_hash: str,
-        actor: str,
-        action: str,
-        family_id: int | None,
-        detail: Mapping[str, Any],
-    ) -> tuple[str, str, int | None, str, str, str, str, str]:
-        """The values of one row (`_INSERT`'s columns), linked to `prev_hash`."""
+    def _content(
+        self, actor: str, action: str, family_id: int | None, detail: Mapping[str, Any]
+    ) -> _Content:
+        """A row's content and its hash: `_INSERT`'s columns but the links."""
         # Store exactly the JSON that is hashed, so verify() recomputes the same value.
         stored_detail = encode_json_object(dict(detail))
         at = encode_time(self._tx.now())
         digest = content_hash(at, actor, family_id, action, decode_json_object(stored_detail))
-        link = link_hash(self._key, prev_hash, digest)
-        return (at, actor, family_id, action, stored_detail, prev_hash, digest, link)
+        return (at, actor, family_id, action, stored_detail, digest)
 
     async def recent(self, family_id: int | None, limit: int) -> list[AuditEntry]:
         """Newest first; one family's rows, or every row when family_id is None."""

@@ -77,12 +77,16 @@ class OutboxRepository:
     ) -> bool:
         """Queue a room event (encrypted on sending when the room is encrypted)."""
         return await self.enqueue(
-            txn_id,
-            room_id,
-            "message",
-            {"type": event_type, "content": dict(content)},
-            priority=priority,
+            txn_id, room_id, "message", _event(event_type, content), priority=priority
         )
+
+    def enqueue_message_later(
+        self, txn_id: str, room_id: str, content: Mapping[str, Any]
+    ) -> None:
+        """`enqueue_message` for a caller that need not know whether it was new (a reply): the
+        row goes with the transaction's next trip (`run_later`)."""
+        payload = _event("m.room.message", content)
+        self._tx.write_later(*self._insert(txn_id, room_id, "message", payload, INTERACTIVE))
 
     async def enqueue(
         self,
@@ -94,10 +98,17 @@ class OutboxRepository:
         priority: int = INTERACTIVE,
     ) -> bool:
         """Queue an item; True if new, False if this txn_id was already queued (or sent)."""
+        changed = await self._tx.execute(*self._insert(txn_id, room_id, kind, payload, priority))
+        return changed > 0
+
+    def _insert(
+        self, txn_id: str, room_id: str, kind: str, payload: Mapping[str, Any], priority: int
+    ) -> tuple[str, dict[str, Any]]:
+        """The statement that queues an item, if its txn_id is new, held with its room."""
         if not txn_id:
             raise ValueError("an outbox item needs a transaction id")
         hold = _ROOM_HOLD.format(room=":room")
-        changed = await self._tx.execute(
+        return (
             "INSERT OR IGNORE INTO outbox"  # noqa: S608 - constant SQL
             " (txn_id, room_id, kind, payload, created_at, priority, next_attempt_at)"
             " VALUES (:txn_id, :room, :kind, :payload, :now, :priority,"
@@ -111,7 +122,6 @@ class OutboxRepository:
                 "priority": priority,
             },
         )
-        return changed > 0
 
     async def enqueue_many(
         self, items: Sequence[tuple[str, str, str, Mapping[str, Any]]], *, priority: int
@@ -331,3 +341,8 @@ class OutboxRepository:
         )
         if changed == 0:
             raise NotFoundError(f"no outbox item with id {item_id}")
+
+
+def _event(event_type: str, content: Mapping[str, Any]) -> dict[str, Any]:
+    """A message item's payload: the room event to send."""
+    return {"type": event_type, "content": dict(content)}

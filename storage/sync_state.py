@@ -38,7 +38,7 @@ class SyncStateRepository:
         transaction writes, and nothing reads it back first but `get_next_batch`."""
         if not token:
             raise ValueError("a sync token cannot be empty")
-        self._tx.write_at_commit(
+        self._tx.write_later(
             "INSERT OR REPLACE INTO sync_state (key, value) VALUES (?, ?)",
             (NEXT_BATCH_KEY, token),
         )

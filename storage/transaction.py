@@ -7,9 +7,10 @@ together (an event's effects, its inbox row and the sync token, for example).
 Every trip to aiosqlite's thread costs more than most statements do in SQLite (40-90 µs on a
 busy 2-core machine, against a few µs), so a transaction saves the trips it can without
 changing what runs or in what order: BEGIN goes with the first statement, a savepoint is opened
-with the first write inside it, a write nobody reads back before COMMIT (`write_at_commit`)
-goes with the COMMIT, and a transaction that ran nothing sends nothing at all. It also counts
-its writes (`writes`), so repositories may keep what they read until the next write.
+with the first write inside it, a write whose result nobody needs (`write_later`, `run_later`)
+goes with the next statement or the COMMIT, and a transaction that ran nothing sends nothing
+at all. It also counts its writes (`writes`), so repositories may keep what they read until
+the next write.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from storage.sync_state import SyncStateRepository
 from storage.views import FamilyViewRepository
 
 Params = Sequence[Any] | Mapping[str, Any]
+Work = Callable[[sqlite3.Connection], object]
 
 IN_LIST_CHUNK = 500
 """Values per `IN (...)` list, well under SQLite's limit on bound parameters."""
@@ -72,7 +74,11 @@ class Transaction:
         self._savepoints = 0
         self._pending: list[str] = []  # savepoints entered that no write has needed yet
         self._opened: set[str] = set()  # savepoints SQLite has run
-        self._at_commit: list[tuple[str, Params]] = []
+        # Work for the next trip: its place in the order asked for, the savepoints entered
+        # when it was asked for, and the work itself.
+        self._later: list[tuple[int, tuple[str, ...], Work]] = []
+        self._asked = 0
+        self._failed: BaseException | None = None  # a later write that failed
         self.writes = 0
         """Statements other than SELECT run so far (rollbacks to a savepoint included)."""
         self.sync = SyncStateRepository(self)
@@ -101,13 +107,23 @@ class Transaction:
         rowcount, rowid = await self._trip(sql, params, fetch=False)
         return None if rowcount < 1 else rowid
 
-    def write_at_commit(self, sql: str, params: Params = ()) -> None:
-        """A write that runs just before COMMIT, in the same trip, for a value nothing in the
-        transaction reads back (the sync token). If the block fails it is never run; if a
-        savepoint it was queued in fails, it is dropped with the savepoint's other writes."""
+    def write_later(self, sql: str, params: Params = ()) -> None:
+        """`run_later` for one statement."""
+        self.run_later(lambda connection: connection.execute(sql, params))
+
+    def run_later(self, work: Work) -> None:
+        """Writes whose result nobody needs (the sync token, an audit row, a reply queued):
+        `work` runs on the database thread ahead of the transaction's next statement, or with
+        its COMMIT, in that trip, so it costs no trip of its own. Everything still runs in the
+        order it was asked for, and what the block reads afterwards sees it. If the block
+        fails it is never run; if a savepoint it was asked for in fails, it is dropped with the
+        savepoint's other writes. If it fails itself, the error is raised where that trip was
+        awaited, and the transaction cannot go on: whatever catches that error, the rest of
+        the block fails and the transaction rolls back whole."""
         self._check_open()
         self._count_write()
-        self._at_commit.append((sql, params))
+        self._asked += 1
+        self._later.append((self._asked, tuple(self._pending), work))
 
     async def fetchall_in(
         self, sql: str, values: Iterable[Any], leading: Sequence[Any] = ()
@@ -172,11 +188,11 @@ class Transaction:
         self._savepoints += 1
         name = f"sp_{self._savepoints}"
         self._pending.append(name)
-        queued = len(self._at_commit)
+        asked = self._asked
         try:
             yield
         except BaseException:
-            del self._at_commit[queued:]
+            self._later = [item for item in self._later if item[0] <= asked]
             if name in self._pending:
                 self._pending.remove(name)  # it wrote nothing: nothing to undo
             else:
@@ -187,44 +203,82 @@ class Transaction:
             self._pending.remove(name)
 
     async def _trip(self, sql: str, params: Params, *, fetch: bool) -> Any:
-        """One statement, after whatever must run first (BEGIN, the savepoints a write needs),
-        in one trip: the rows it read, or its rowcount and lastrowid."""
+        """One statement, after whatever must run first (BEGIN, the work asked for later,
+        the savepoints a write needs), in one trip: the rows it read, or its rowcount and
+        lastrowid."""
         self._check_open()
-        begin, self._begin = self._begin, None
-        savepoints: list[str] = []
-        if sql.lstrip()[:6].upper() != "SELECT":
+        write = sql.lstrip()[:6].upper() != "SELECT"
+        if write:
             self._count_write()
-            savepoints, self._pending = self._pending, []
-        opened = self._opened
 
-        def work(connection: sqlite3.Connection) -> Any:
-            if begin is not None:
-                connection.execute(begin)
-            for name in savepoints:
-                connection.execute(f"SAVEPOINT {name}")
-                opened.add(name)
+        def statement(connection: sqlite3.Connection) -> Any:
             cursor = connection.execute(sql, params)
             try:
                 return cursor.fetchall() if fetch else (cursor.rowcount, cursor.lastrowid)
             finally:
                 cursor.close()
 
-        return await on_database_thread(self._connection, work)
+        return await self._send(statement, write=write)
 
     async def _commit(self) -> None:
-        """COMMIT, with the writes queued for it, in one trip; nothing if nothing ran."""
-        if self._begin is not None and not self._at_commit:
+        """COMMIT, with the work asked for later, in one trip; nothing if nothing ran."""
+        if self._failed is not None:
+            raise RuntimeError("a write of this transaction failed; it cannot commit")
+        if self._begin is not None and not self._later:
             return
-        statements: list[tuple[str, Params]] = [] if self._begin is None else [(self._begin, ())]
-        statements += [*self._at_commit, ("COMMIT", ())]
-        self._begin = None
-        self._at_commit = []
 
-        def work(connection: sqlite3.Connection) -> None:
-            for sql, params in statements:
-                connection.execute(sql, params)
+        def commit(connection: sqlite3.Connection) -> None:
+            connection.execute("COMMIT")
 
-        await on_database_thread(self._connection, work)
+        await self._send(commit, write=False)
+
+    async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """`work` on the database thread, as a write, in one trip: several statements that
+        need each other's results (read the audit chain's end, then link and write a row)."""
+        self._check_open()
+        self._count_write()
+        return await self._send(work, write=True)
+
+    async def _send(self, work: Callable[[sqlite3.Connection], T], *, write: bool) -> T:
+        """`work` in one trip, behind BEGIN if it has not been sent, the work asked for later
+        (with the savepoints it was asked for in) and, for a write, the savepoints still
+        waiting for one."""
+        begin, self._begin = self._begin, None
+        later: list[tuple[list[str], Work]] = [
+            (self._take_pending(entered), job) for _, entered, job in self._later
+        ]
+        self._later = []
+        savepoints = self._take_pending(self._pending) if write else []
+        opened = self._opened
+
+        def open_savepoints(connection: sqlite3.Connection, names: list[str]) -> None:
+            for name in names:
+                connection.execute(f"SAVEPOINT {name}")
+                opened.add(name)
+
+        def trip(connection: sqlite3.Connection) -> T:
+            if begin is not None:
+                connection.execute(begin)
+            for names, job in later:
+                try:
+                    open_savepoints(connection, names)
+                    job(connection)
+                except Exception as error:
+                    raise _LaterFailed from error
+            open_savepoints(connection, savepoints)
+            return work(connection)
+
+        try:
+            return await on_database_thread(self._connection, trip)
+        except _LaterFailed as failed:
+            self._failed = error = failed.__cause__ or failed
+            raise error from None
+
+    def _take_pending(self, names: Iterable[str]) -> list[str]:
+        """Of `names`, the savepoints not yet opened, now to be opened, in their order."""
+        taken = [name for name in names if name in self._pending]
+        self._pending = [name for name in self._pending if name not in taken]
+        return taken
 
     def _finish(self) -> None:
         self._finished = True
@@ -237,6 +291,12 @@ class Transaction:
     def _check_open(self) -> None:
         if self._finished:
             raise RuntimeError("this transaction has already ended; open a new one")
+        if self._failed is not None:
+            raise RuntimeError("a write of this transaction failed; it can only roll back")
+
+
+class _LaterFailed(Exception):
+    """Work asked for later failed (its error is the cause), not the statement it went with."""
 
 
 def _undo_to(name: str, opened: set[str]) -> Callable[[sqlite3.Connection], None]:

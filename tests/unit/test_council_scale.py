@@ -53,9 +53,35 @@ async def test_append_many_is_one_statement_and_keeps_the_chain(db: Database) ->
 
 async def test_append_returns_what_was_stored(db: Database) -> None:
     async with db.transaction() as tx:
-        entry = await tx.audit.append("@a:x", "whois", detail={"shown": ["@b:x"]})
-        stored = await tx.audit.head()
-    assert stored == entry
+        await tx.audit.append("@a:x", "first")
+    meter = DatabaseTime()
+    with meter.counting():
+        async with db.transaction() as tx:
+            entry = await tx.audit.append("@a:x", "whois", detail={"shown": ["@b:x"]})
+            calls = meter.calls
+    assert calls == 1, "BEGIN, the chain's end, the link and the row in one trip"
+    async with db.read() as tx:
+        assert await tx.audit.head() == entry
+        assert await tx.audit.verify() is None
+
+
+async def test_a_row_appended_later_goes_with_the_commit_in_its_place(db: Database) -> None:
+    meter = DatabaseTime()
+    with meter.counting():
+        async with db.transaction() as tx:
+            tx.audit.append_later("@a:x", "whois", family_id=None)
+            tx.audit.append_later("@a:x", "cases", detail={"families": 2})
+    assert meter.calls == 1, "BEGIN, both rows and COMMIT in one trip"
+    async with db.transaction() as tx:
+        tx.audit.append_later("@a:x", "audit")
+        await tx.audit.append("@bot:x", "membership")  # after it, in the same trip
+        tx.audit.append_later("@a:x", "whois")
+    async with db.read() as tx:
+        assert await tx.audit.verify() is None
+        rows = await tx.audit.recent(None, 10)
+    assert [row.action for row in reversed(rows)] == [
+        "whois", "cases", "audit", "membership", "whois"
+    ]
 
 
 async def test_enqueue_many_keeps_an_item_already_queued(db: Database) -> None:

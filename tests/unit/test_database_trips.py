@@ -1,14 +1,16 @@
 """Each trip to the database thread costs more than most statements do in SQLite, so the
 storage layer saves the trips it can without changing what runs or in what order: BEGIN goes
 with the first statement, a savepoint is opened with its block's first write (and still undoes
-exactly its own writes), the sync token goes with the COMMIT, a plain read has no BEGIN or
-COMMIT and cannot write, and a room's family and a family's involvements are read once per
-transaction until something is written."""
+exactly its own writes), a write whose result nobody needs goes with the next trip (and one
+that fails there ends the transaction), so the sync token goes with the COMMIT, a plain read
+has no BEGIN or COMMIT and cannot write, and a room's family and a family's involvements are
+read once per transaction until something is written."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -208,7 +210,7 @@ async def test_the_sync_token_goes_with_the_commit_and_only_if_it_commits(db: Da
         assert await tx.practitioners.get("@a:x") is None
     with pytest.raises(RuntimeError, match="plain read"):
         async with db.read(snapshot=False) as tx:
-            tx.write_at_commit("DELETE FROM sync_state")
+            tx.write_later("DELETE FROM sync_state")
 
 
 async def test_a_task_cancelled_with_its_first_statement_on_the_way_leaves_nothing_open(
@@ -269,3 +271,72 @@ async def test_a_familys_involvements_are_read_once_until_the_transaction_writes
         changed = await tx.involvements.get(family.id, "@b:x")
         assert changed is not None
         assert changed.role == "teacher", "re-read after a write"
+
+
+async def _values(db: Database) -> list[str]:
+    async with db.read() as tx:
+        rows = await tx.fetchall("SELECT value FROM sync_state WHERE key LIKE 'k%' ORDER BY key")
+    return [str(row["value"]) for row in rows]
+
+
+def _later(tx: Transaction, value: str) -> None:
+    tx.write_later("INSERT INTO sync_state (key, value) VALUES (?, ?)", (f"k-{value}", value))
+
+
+async def test_a_write_nobody_needs_a_result_of_goes_with_the_next_trip_in_its_order(
+    db: Database,
+) -> None:
+    meter = DatabaseTime()
+    with meter.counting():
+        async with db.transaction() as tx:
+            _later(tx, "first")
+            assert meter.calls == 0
+            row = await tx.fetchone("SELECT value FROM sync_state WHERE key = 'k-first'")
+            assert row is not None, "what the block reads afterwards sees it"
+            assert meter.calls == 1, "BEGIN, the write and the read in one trip"
+            tx.write_later("UPDATE sync_state SET value = 'second' WHERE key = 'k-first'")
+    assert meter.calls == 2, "the next with the COMMIT"
+    assert await _values(db) == ["second"]
+
+
+async def test_a_write_asked_for_later_is_undone_with_its_savepoint(db: Database) -> None:
+    async with db.transaction() as tx:
+        _later(tx, "a-before")
+        with contextlib.suppress(Failed):
+            async with tx.savepoint():
+                _later(tx, "dropped")  # never sent
+                raise Failed
+        with contextlib.suppress(Failed):
+            async with tx.savepoint():  # entered before the inner one, opened after it failed
+                with contextlib.suppress(Failed):
+                    async with tx.savepoint():
+                        _later(tx, "inner")
+                        raise Failed
+                _later(tx, "outer")
+                await tx.fetchone("SELECT 1")  # sent, inside its savepoint
+                raise Failed
+        async with tx.savepoint():
+            _later(tx, "kept")
+    assert await _values(db) == ["a-before", "kept"]
+
+
+async def _carry_a_failing_write(tx: Transaction) -> None:
+    """A write that fails at a later trip, inside a block that catches errors (a command's),
+    after which the block goes on."""
+    await tx.practitioners.ensure("@before:x", "Before")
+    tx.write_later("INSERT INTO no_such_table VALUES (1)")
+    with pytest.raises(sqlite3.OperationalError, match="no_such_table"):
+        async with tx.savepoint():
+            await tx.families.by_reference("REF-1")  # the trip that carries it
+    with pytest.raises(RuntimeError, match="can only roll back"):
+        await tx.practitioners.ensure("@after:x", "After")
+
+
+async def test_a_write_asked_for_later_that_fails_ends_the_transaction(db: Database) -> None:
+    # The transaction must not commit without the write, whatever caught its error.
+    with pytest.raises(RuntimeError, match="cannot commit"):
+        async with db.transaction() as tx:
+            await _carry_a_failing_write(tx)
+    async with db.read() as tx:
+        assert await tx.practitioners.get("@before:x") is None
+        assert await tx.practitioners.get("@after:x") is None
