@@ -409,8 +409,19 @@ class Practitioner:
         _check(await self.client.room_invite(room_id, user_id), f"invite {user_id}")
 
     async def join(self, room_id: str) -> None:
-        """Join, and wait until our own sync shows it (so sending right after works)."""
-        _check(await self.client.join(room_id), f"join {room_id}")
+        """Join, and wait until our own sync shows it (so sending right after works).
+
+        An invite from another server reaches us before its own server has stored it, so a
+        join made at once may be refused as not invited; it is asked again for a while."""
+        for _ in range(JOIN_TRIES - 1):
+            response = await self.client.join(room_id)
+            if not (isinstance(response, ErrorResponse) and response.status_code == "M_FORBIDDEN"
+                    and "not invited" in str(response.message)):
+                break
+            await asyncio.sleep(0.5)
+        else:
+            response = await self.client.join(room_id)
+        _check(response, f"join {room_id}")
         await self.wait_for_membership(room_id, self.user_id, "join")
         await self._wait(lambda: room_id in self.client.rooms, 30, f"{room_id} to sync")
 
@@ -492,6 +503,10 @@ def _pickle_key(store_dir: Path) -> str:
     if not path.exists():
         path.write_text(secrets.token_hex(16), encoding="utf-8")
     return path.read_text(encoding="utf-8").strip()
+
+
+JOIN_TRIES = 20
+"""Joins asked for an invite that its room's server may not have stored yet (0.5 s apart)."""
 
 
 def _check(response: Any, what: str) -> Any:
