@@ -413,14 +413,14 @@ class Practitioner:
 
         An invite from another server reaches us before its own server has stored it, so a
         join made at once may be refused as not invited; it is asked again for a while."""
-        for _ in range(JOIN_TRIES - 1):
+        for attempt in range(1, JOIN_TRIES + 1):
             response = await self.client.join(room_id)
-            if not (isinstance(response, ErrorResponse) and response.status_code == "M_FORBIDDEN"
-                    and "not invited" in str(response.message)):
+            not_invited_yet = (isinstance(response, ErrorResponse)
+                               and response.status_code == "M_FORBIDDEN"
+                               and "not invited" in str(response.message))
+            if not not_invited_yet or attempt == JOIN_TRIES:
                 break
             await asyncio.sleep(0.5)
-        else:
-            response = await self.client.join(room_id)
         _check(response, f"join {room_id}")
         await self.wait_for_membership(room_id, self.user_id, "join")
         await self._wait(lambda: room_id in self.client.rooms, 30, f"{room_id} to sync")
