@@ -69,6 +69,11 @@ _Row = tuple[str, str, int | None, str, str, str, str, str]
 """A row's values in `_INSERT`'s columns."""
 
 
+def _end_of(last: Any) -> str:
+    """The hash a new row links to: the last row's (`_HEAD`), or the genesis hash."""
+    return GENESIS_HASH if last is None else str(last[0])
+
+
 def _linked(key: bytes | None, prev_hash: str, content: _Content) -> _Row:
     """The row of `content`, linked to `prev_hash`."""
     at, actor, family_id, action, stored_detail, digest = content
@@ -80,8 +85,7 @@ def _append_row(connection: sqlite3.Connection, key: bytes | None, content: _Con
                 ) -> tuple[_Row, int]:
     """On the database thread: the row of `content` linked to the chain's end and written,
     and its id."""
-    last = connection.execute(_HEAD).fetchone()
-    row = _linked(key, GENESIS_HASH if last is None else str(last[0]), content)
+    row = _linked(key, _end_of(connection.execute(_HEAD).fetchone()), content)
     row_id = connection.execute(_INSERT + " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row).lastrowid
     if row_id is None:
         raise RuntimeError("the audit row was not inserted")
@@ -158,8 +162,7 @@ class AuditRepository:
         """
         if not rows:
             return 0
-        last = await self._tx.fetchone(_HEAD)
-        prev_hash = GENESIS_HASH if last is None else str(last["hash"])
+        prev_hash = _end_of(await self._tx.fetchone(_HEAD))
         values: list[tuple[Any, ...]] = []
         for family_id, detail in rows:
             row = _linked(self._key, prev_hash, self._content(actor, action, family_id, detail))
