@@ -107,6 +107,9 @@ class SyncLoop:
         self._filter = sync_filter(config.bot.timeline_limit)
         self._key_requested: set[str] = set()
         self._failures: dict[str, int] = {}
+        # Whether events may be parked: unknown at start (they wait in the database across a
+        # restart), then known, so a response with none parked makes no trip to look for them.
+        self._maybe_parked = True
         self.synced_once = asyncio.Event()
         self._receipts: set[asyncio.Task[None]] = set()
 
@@ -332,6 +335,7 @@ class SyncLoop:
 
     async def _park_undecrypted(self, room_id: str, event: MegolmEvent) -> None:
         """Keep an event we cannot decrypt yet; it is retried whenever keys may have arrived."""
+        self._maybe_parked = True
         async with self._db.transaction() as tx:
             if await tx.sync.is_processed(event.event_id):
                 return
@@ -351,9 +355,12 @@ class SyncLoop:
         """Decrypt parked events whose keys have arrived; tell senders once after a grace
         period, and stop trying `PARKED_HORIZON` after that. One parked event that cannot be
         handled never stops the others, or the sync token."""
+        if not self._maybe_parked:
+            return
         async with self._db.read(snapshot=False) as tx:
             parked = await tx.sync.undecrypted()
             now = tx.now()
+        self._maybe_parked = bool(parked)  # those handled now are gone by the next pass
         for item in parked:
             try:
                 await self._retry_parked(item, now)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from nio import EncryptionError, Event, MatrixRoom, MegolmEvent, RoomMessageText
 
+from bench.dbtime import DatabaseTime
 from bot.clock import ManualClock
 from bot.config import Config, parse_config
 from bot.outbox import OutboxSender
@@ -113,6 +114,10 @@ def client() -> FakeClient:
 
 @pytest.fixture
 def loop(tmp_path: Path, db: Database, client: FakeClient) -> SyncLoop:
+    return _loop(tmp_path, db, client)
+
+
+def _loop(tmp_path: Path, db: Database, client: FakeClient) -> SyncLoop:
     config = _config(tmp_path)
     fake: Any = client
     policy = team_policy(config, BOT)
@@ -176,6 +181,30 @@ async def test_undecryptable_event_is_handled_when_its_key_arrives(
     async with db.read() as tx:
         assert await tx.sync.undecrypted() == []
         assert await tx.sync.is_processed("$3")
+
+
+async def test_parked_events_are_looked_for_only_while_there_may_be_some(
+    tmp_path: Path, loop: SyncLoop, db: Database, client: FakeClient
+) -> None:
+    """Every sync response retries the parked events; with none parked that costs no trip to
+    the database (it would delay the answer the response's command has just queued)."""
+    meter = DatabaseTime()
+    with meter.counting():
+        await loop.retry_undecrypted()  # at start they may be waiting from before a restart
+        first = meter.calls
+        await loop.retry_undecrypted()
+    assert (first, meter.calls) == (1, 1), "the second pass, knowing none parked, made a trip"
+
+    await loop.process_event(client.rooms[ROOM], _megolm("$5", "S5"), apply_effects=True)
+    restarted = _loop(tmp_path, db, client)  # a new process finds it in the database
+    client.keys["S5"] = _text("$5", "!help")
+    await loop.retry_undecrypted()
+    await restarted.retry_undecrypted()
+    assert len(await _outbox(db)) == 1, "the parked command was answered, and once"
+    with meter.counting():
+        await loop.retry_undecrypted()  # the last pass found one: look once more
+        await loop.retry_undecrypted()
+    assert meter.calls == 2, "after a pass that finds none, no trip"
 
 
 async def test_sender_is_told_once_when_the_key_never_arrives(
