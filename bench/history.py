@@ -51,8 +51,8 @@ def seed_families(
         people = [(n, m, f"@p{n}-{m}:{server}") for n in range(1, families + 1)
                   for m in range(members)]
         conn.executemany(
-            "INSERT INTO practitioner (user_id, display_name, phone, share_contact, created_at,"
-            " updated_at) VALUES (?, ?, '01632 960000', 1, ?, ?)",
+            "INSERT INTO practitioner (user_id, display_name, phone, phone_shown, share_contact,"
+            " created_at, updated_at) VALUES (?, ?, '+441632960000', '01632 960000', 1, ?, ?)",
             [(user, f"Practitioner {n}-{m}", stamp, stamp) for n, m, user in people],
         )
         conn.executemany(

@@ -99,8 +99,8 @@ def write_families(database: Path, council: Council, rooms: Sequence[str], lead:
             for index, user_id in enumerate(council.members[room_id]):
                 conn.execute(
                     "INSERT OR IGNORE INTO practitioner (user_id, display_name, phone,"
-                    " share_contact, created_at, updated_at) VALUES (?, ?, '01632 960000', 1,"
-                    " ?, ?)",
+                    " phone_shown, share_contact, created_at, updated_at)"
+                    " VALUES (?, ?, '+441632960000', '01632 960000', 1, ?, ?)",
                     (user_id, user_id[1:].split(":")[0], stamp, stamp),
                 )
                 conn.execute(

@@ -5,7 +5,8 @@ organisation and job title are always shown to their teams; phone and email only
 say `!contact share on`, and the time of each change of mind is kept. Audit rows record which
 field changed, never its value. Phone numbers are checked and kept in international form with
 `phonenumbers` (a number without a country code is read as a UK one) and shown as `tel:` links
-written the way people read them (`phone_link`, which `!whois` uses too).
+written the way people read them (`phone_link`, which `!whois` uses too); that way is kept
+beside the number when it is saved, so a team's card does not work it out again.
 """
 
 from __future__ import annotations
@@ -79,16 +80,16 @@ def clean_phone(raw: str) -> str:
     return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
 
 
-def phone_link(value: str) -> Markup:
-    """A stored phone number as a `tel:` link, written for reading: UK numbers as they are
-    dialled here ("01632 960123"), others with their country code. A value saved before
-    numbers were checked is shown as it was written."""
+def readable_phone(value: str) -> tuple[str, str] | None:
+    """A stored phone number in E.164 form and written for reading: UK numbers as they are
+    dialled here ("01632 960123"), others with their country code; None if it is not a
+    possible number (a value saved before numbers were checked)."""
     try:
         number = phonenumbers.parse(value, PHONE_REGION)
     except phonenumbers.NumberParseException:
-        return text(value)
+        return None
     if not phonenumbers.is_possible_number(number):
-        return text(value)
+        return None
     home = number.country_code == phonenumbers.country_code_for_region(PHONE_REGION)
     style = (
         phonenumbers.PhoneNumberFormat.NATIONAL
@@ -96,7 +97,18 @@ def phone_link(value: str) -> Markup:
         else phonenumbers.PhoneNumberFormat.INTERNATIONAL
     )
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    return tel(str(e164), str(phonenumbers.format_number(number, style)))
+    return str(e164), str(phonenumbers.format_number(number, style))
+
+
+def phone_link(practitioner: Practitioner) -> Markup:
+    """The practitioner's phone number as a `tel:` link written for reading, as it was kept
+    when they saved it; a number saved before that was kept is laid out now, and one saved
+    before numbers were checked is shown as it was written."""
+    value = practitioner.phone or ""
+    if practitioner.phone_shown is not None:
+        return tel(value, practitioner.phone_shown)
+    readable = readable_phone(value)
+    return text(value) if readable is None else tel(*readable)
 
 
 def clean_email(raw: str) -> str:
@@ -159,8 +171,12 @@ async def contact_set(ctx: CommandContext, field: Field, value: Rest[str]) -> No
             show_usage=False,
         )
     cleaned = clean(field, value)
+    columns: dict[str, str | None] = {COLUMNS[field]: cleaned}
+    if field == "phone":
+        readable = readable_phone(cleaned)
+        columns["phone_shown"] = None if readable is None else readable[1]
     await tx.practitioners.ensure(ctx.sender)
-    practitioner = await tx.practitioners.update_contact(ctx.sender, **{COLUMNS[field]: cleaned})
+    practitioner = await tx.practitioners.update_contact(ctx.sender, **columns)
     await tx.audit.append(ctx.sender, "contact_update", detail={"field": field})
     await refresh_views_of_member(tx, ctx.sender, ctx.event_id)
     saved = f"Saved your {LABELS[field]}."
@@ -297,8 +313,8 @@ async def contact(ctx: CommandContext) -> None:
             items.append(label + text("not given"))
         elif field in CONSENT_FIELDS and public_room and not shares:
             items.append(label + text("given (hidden here, as you do not share it)"))
-        elif field == "phone":
-            items.append(label + phone_link(value))
+        elif field == "phone" and practitioner is not None:
+            items.append(label + phone_link(practitioner))
         else:
             items.append(label + code(value))
     if practitioner is not None and practitioner.away_until is not None:

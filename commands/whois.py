@@ -241,7 +241,7 @@ def _contact(member: Member) -> list[Markup]:
         return []
     found: list[Markup] = []
     if practitioner.phone:
-        found.append("phone " + phone_link(practitioner.phone))
+        found.append("phone " + phone_link(practitioner))
     if practitioner.email:
         found.append("email " + code(practitioner.email))
     return found

@@ -50,6 +50,9 @@ class Practitioner:
     share_family: bool = False
     """A separate consent: contact details shown on family members' own view of the team."""
     share_family_changed_at: datetime | None = None
+    phone_shown: str | None = None
+    """`phone` as it is shown to people ("01632 960123"), kept when it was saved; None for a
+    number saved before that was kept."""
 
     @classmethod
     def from_row(cls, row: Row) -> Practitioner:
@@ -67,6 +70,7 @@ class Practitioner:
             updated_at=decode_time(row["updated_at"]),
             share_family=bool(row["share_family"]),
             share_family_changed_at=decode_optional_time(row["share_family_changed_at"]),
+            phone_shown=row["phone_shown"],
         )
 
 

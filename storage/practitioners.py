@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 
 CONTACT_FIELDS: frozenset[str] = frozenset(
-    {"display_name", "organisation", "job_title", "phone", "email"}
+    {"display_name", "organisation", "job_title", "phone", "phone_shown", "email"}
 )
 
 
@@ -42,7 +42,8 @@ class PractitionerRepository:
         return await self._require(user_id)
 
     async def update_contact(self, user_id: str, **fields: str | None) -> Practitioner:
-        """Set any of display_name, organisation, job_title, phone, email (None clears one)."""
+        """Set any of display_name, organisation, job_title, phone, email (None clears one).
+        A phone number set without `phone_shown` clears it: it was the old number's."""
         unknown = sorted(set(fields) - CONTACT_FIELDS)
         if unknown:
             raise ValueError(
@@ -51,6 +52,8 @@ class PractitionerRepository:
             )
         if not fields:
             return await self._require(user_id)
+        if "phone" in fields:
+            fields.setdefault("phone_shown", None)
         names = sorted(fields)
         # Column names come only from CONTACT_FIELDS, checked above.
         assignments = ", ".join(f"{name} = ?" for name in names)
@@ -107,8 +110,8 @@ class PractitionerRepository:
         False if there was no such practitioner."""
         changed = await self._tx.execute(
             "UPDATE practitioner SET display_name = NULL, organisation = NULL, job_title = NULL,"
-            " phone = NULL, email = NULL, share_contact = 0, share_contact_changed_at = NULL,"
-            " share_family = 0, share_family_changed_at = NULL,"
+            " phone = NULL, phone_shown = NULL, email = NULL, share_contact = 0,"
+            " share_contact_changed_at = NULL, share_family = 0, share_family_changed_at = NULL,"
             " away_until = NULL, updated_at = ? WHERE user_id = ?",
             (encode_time(self._tx.now()), user_id),
         )

@@ -156,6 +156,28 @@ async def test_new_step_applies_once_and_older_code_then_refuses(db_path: Path) 
         await Database.open(db_path)
 
 
+async def test_numbers_saved_before_the_shown_form_was_kept_are_kept_without_one(
+    db_path: Path,
+) -> None:
+    database = await Database.open(db_path)
+    async with database.transaction() as tx:
+        await tx.practitioners.ensure("@sam:x")
+        await tx.practitioners.update_contact("@sam:x", phone="+442079460555")
+    await database.close()
+    with sqlite3.connect(db_path) as connection:  # as a database of the version before was
+        connection.execute("ALTER TABLE practitioner DROP COLUMN phone_shown")
+        connection.execute(f"PRAGMA user_version = {LATEST_VERSION - 1}")
+
+    database = await Database.open(db_path)
+    try:
+        async with database.read() as tx:
+            sam = await tx.practitioners.get("@sam:x")
+    finally:
+        await database.close()
+    assert sam is not None
+    assert (sam.phone, sam.phone_shown) == ("+442079460555", None)
+
+
 # --- file safety and connection settings ------------------------------------------------------
 
 

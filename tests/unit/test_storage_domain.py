@@ -73,6 +73,26 @@ async def test_update_contact_sets_known_fields_only(db: Database, clock: Manual
     assert unchanged == updated
 
 
+async def test_a_phone_numbers_shown_form_goes_with_the_number(db: Database) -> None:
+    async with db.transaction() as tx:
+        await tx.practitioners.ensure(TEACHER)
+        kept = await tx.practitioners.update_contact(
+            TEACHER, phone="+441543000000", phone_shown="01543 000000"
+        )
+        assert (kept.phone, kept.phone_shown) == ("+441543000000", "01543 000000")
+        changed = await tx.practitioners.update_contact(TEACHER, phone="+441543000001")
+        assert (changed.phone, changed.phone_shown) == ("+441543000001", None), (
+            "a new number without its shown form kept the old number's"
+        )
+        await tx.practitioners.update_contact(
+            TEACHER, phone="+441543000000", phone_shown="01543 000000"
+        )
+        assert await tx.practitioners.erase(TEACHER)
+        erased = await tx.practitioners.get(TEACHER)
+    assert erased is not None
+    assert (erased.phone, erased.phone_shown) == (None, None)
+
+
 async def test_share_contact_consent_time_changes_only_with_the_answer(
     db: Database, clock: ManualClock
 ) -> None:

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 
+from commands import contact
 from commands.framework.context import RoomKind
 from storage import Database
 from tests.unit.test_team_commands_support import (
@@ -129,6 +130,26 @@ async def test_saving_a_phone_number_says_who_can_see_it(db: Database) -> None:
     assert "Your teams can see it" in seen
     public = await direct(db, "!contact set org Oak Primary")
     assert "Your teams see it in `!whois`" in public
+
+
+async def test_a_phone_number_is_kept_as_shown_and_not_laid_out_again_at_each_look_up(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await active_family(db, joined=(TEACHER,))
+    await direct(db, "!contact set phone +44 20 7946 0123")
+    await direct(db, "!contact share on")
+    async with db.read() as tx:
+        practitioner = await tx.practitioners.get(TEACHER)
+    assert practitioner is not None
+    assert (practitioner.phone, practitioner.phone_shown) == ("+442079460123", "020 7946 0123")
+
+    def laid_out_again(value: str) -> None:
+        raise AssertionError(f"{value} was laid out again")
+
+    monkeypatch.setattr(contact, "readable_phone", laid_out_again)
+    link = '<a href="tel:+442079460123">020 7946 0123</a>'
+    assert link in (await say(db, "!whois", sender=TEACHER)).formatted_body
+    assert link in (await say(db, "!contact", sender=TEACHER)).formatted_body
 
 
 async def test_contact_details_are_not_shown_to_a_room_without_consent(db: Database) -> None:
