@@ -86,6 +86,7 @@ class Member:
 async def whois(ctx: CommandContext, query: Rest[str] | None = None) -> None:
     tx = ctx.tx
     family = await current_family(ctx)
+    members = await _members(ctx, family.id)
     on_team = is_on_team(await tx.involvements.get(family.id, ctx.sender))
     if not on_team and not ctx.is_admin:
         # Refused look-ups are audited too, so the reply is given here, not raised (an error
@@ -97,7 +98,6 @@ async def whois(ctx: CommandContext, query: Rest[str] | None = None) -> None:
         )
         return
     privileged = await lead_or_admin(ctx)
-    members = await _members(ctx, family.id)
     if query is not None:
         members = [member for member in members if member.matches(query)]
     # The answer is posted to the room, which everyone reads: sensitive involvements never
@@ -190,11 +190,9 @@ async def _send_privately(
 
 async def _members(ctx: CommandContext, family_id: int) -> list[Member]:
     """The active team, sensitive involvements included (the caller decides who sees them)."""
-    tx = ctx.tx
-    team = [row for row in await tx.involvements.for_family(family_id) if is_on_team(row)]
-    people = await tx.practitioners.many(row.user_id for row in team)  # one query, not one each
+    active, people = await ctx.tx.involvements.with_practitioners(family_id)  # in one trip
     members: list[Member] = []
-    for involvement in team:
+    for involvement in filter(is_on_team, active):
         practitioner = people.get(involvement.user_id)
         name = await display_name(ctx, involvement.user_id, practitioner)
         members.append(Member(involvement, practitioner, name))

@@ -7,18 +7,27 @@ re-invited one gets the same row back with a fresh start time.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from storage.codec import decode_optional_time, encode_optional_time, encode_time
 from storage.errors import ConflictError, NotFoundError
-from storage.models import END_REASONS, MEMBERSHIPS, EndReason, Involvement, Membership
+from storage.models import (
+    END_REASONS,
+    MEMBERSHIPS,
+    EndReason,
+    Involvement,
+    Membership,
+    Practitioner,
+)
 
 if TYPE_CHECKING:
     from storage.transaction import Transaction
 
 _PRESENT: frozenset[str] = frozenset({"invite", "join"})
+_FAMILY_ROWS = "SELECT * FROM involvement WHERE family_id = ? ORDER BY started_at, id"
 _DEFAULT_END_REASON: dict[str, EndReason] = {"leave": "left", "ban": "removed"}
 
 
@@ -31,19 +40,49 @@ class InvolvementRepository:
     async def _family_rows(self, family_id: int) -> list[Any]:
         """A family's rows in team order, kept until the transaction next writes: a command
         reads its sender's row, the lead and the team, one query for all three."""
-        stamp = self._tx.writes
-        if self._rows_at != stamp:
-            self._rows.clear()
-            self._rows_at = stamp
-        rows = self._rows.get(family_id)
+        rows = self._kept(family_id)
         if rows is None:
-            rows = await self._tx.fetchall(
-                "SELECT * FROM involvement WHERE family_id = ? ORDER BY started_at, id",
-                (family_id,),
-            )
-            if self._tx.writes == stamp:
-                self._rows[family_id] = rows
+            stamp = self._tx.writes
+            rows = await self._tx.fetchall(_FAMILY_ROWS, (family_id,))
+            self._keep(family_id, rows, stamp)
         return rows
+
+    async def with_practitioners(
+        self, family_id: int
+    ) -> tuple[list[Involvement], dict[str, Practitioner]]:
+        """The active team (as `for_family`) and its members' practitioner rows, in one trip
+        with the family's rows when those are not read yet: `!whois` shows both."""
+        rows = self._kept(family_id)
+        if rows is not None:
+            team = _active(rows)
+            return team, await self._tx.practitioners.many(row.user_id for row in team)
+        stamp = self._tx.writes
+
+        def both(connection: sqlite3.Connection) -> tuple[list[Any], list[Any]]:
+            return (
+                connection.execute(_FAMILY_ROWS, (family_id,)).fetchall(),
+                connection.execute(
+                    "SELECT * FROM practitioner WHERE user_id IN (SELECT user_id FROM"
+                    " involvement WHERE family_id = ? AND status = 'active')",
+                    (family_id,),
+                ).fetchall(),
+            )
+
+        read, people = await self._tx.run_read(both)
+        self._keep(family_id, read, stamp)
+        return _active(read), {row["user_id"]: Practitioner.from_row(row) for row in people}
+
+    def _kept(self, family_id: int) -> list[Any] | None:
+        """The family's rows if read since the transaction last wrote."""
+        if self._rows_at != self._tx.writes:
+            self._rows.clear()
+            self._rows_at = self._tx.writes
+        return self._rows.get(family_id)
+
+    def _keep(self, family_id: int, rows: list[Any], stamp: int) -> None:
+        """Keep rows read when the write count was `stamp`, unless something wrote since."""
+        if self._tx.writes == stamp:
+            self._rows[family_id] = rows
 
     async def get(self, family_id: int, user_id: str) -> Involvement | None:
         for row in await self._family_rows(family_id):
@@ -277,3 +316,7 @@ class InvolvementRepository:
         if involvement is None:
             raise NotFoundError(f"{user_id} has never been on the team of family {family_id}")
         return involvement
+
+
+def _active(rows: Iterable[Any]) -> list[Involvement]:
+    return [Involvement.from_row(row) for row in rows if row["status"] == "active"]

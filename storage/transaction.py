@@ -239,6 +239,12 @@ class Transaction:
         self._count_write()
         return await self._send(work, write=True)
 
+    async def run_read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """`work` that only reads, on the database thread in one trip: SELECTs whose results
+        are wanted together (a team and its people)."""
+        self._check_open()
+        return await self._send(work, write=False)
+
     async def _send(self, work: Callable[[sqlite3.Connection], T], *, write: bool) -> T:
         """`work` in one trip, behind BEGIN if it has not been sent, the work asked for later
         (with the savepoints it was asked for in) and, for a write, the savepoints still

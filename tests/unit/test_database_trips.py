@@ -273,6 +273,29 @@ async def test_a_familys_involvements_are_read_once_until_the_transaction_writes
         assert changed.role == "teacher", "re-read after a write"
 
 
+async def test_a_team_and_its_people_are_read_in_one_trip(db: Database) -> None:
+    async with db.transaction() as tx:
+        family = await tx.families.by_reference("REF-1")
+        assert family is not None
+        for user_id in ("@lead:x", "@b:x", "@gone:x"):
+            await tx.practitioners.ensure(user_id, user_id[1:2].upper())
+            await tx.involvements.upsert_membership(family.id, user_id, "join")
+        await tx.involvements.upsert_membership(family.id, "@gone:x", "leave")
+    meter = DatabaseTime()
+    with meter.counting():
+        async with db.transaction() as tx:
+            team, people = await tx.involvements.with_practitioners(family.id)
+            assert await tx.involvements.get(family.id, "@b:x") is not None  # kept
+            first = meter.calls
+            await tx.involvements.set_role(family.id, "@b:x", "teacher")
+            again, _ = await tx.involvements.with_practitioners(family.id)
+    assert first == 1, "the team and its people took more than one trip"
+    assert [row.user_id for row in team] == ["@lead:x", "@b:x"]
+    assert sorted(people) == ["@b:x", "@lead:x"], "only the active team's people are read"
+    assert people["@b:x"].display_name == "B"
+    assert [row.role for row in again] == [None, "teacher"], "re-read after a write"
+
+
 async def _values(db: Database) -> list[str]:
     async with db.read() as tx:
         rows = await tx.fetchall("SELECT value FROM sync_state WHERE key LIKE 'k%' ORDER BY key")
