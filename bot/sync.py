@@ -300,9 +300,11 @@ class SyncLoop:
         try:
             matrix = await self._router.prepare(room, event) if apply_effects else None
             async with self._db.transaction() as tx:
-                # The inbox row first: it commits or rolls back with the effects either way.
-                if await tx.sync.mark_processed(event_id, room.room_id) and apply_effects:
-                    await self._router.handle(tx, room, event, matrix)
+                # The inbox row commits or rolls back with the effects, and the token.
+                if await tx.sync.is_new(event_id, room.room_id):
+                    if apply_effects:
+                        await self._router.handle(tx, room, event, matrix)
+                    tx.sync.mark_processed_later(event_id, room.room_id)
                 await self._store_token(tx, next_batch)
         except Exception:
             failures = self._failures.get(event_id, 0) + 1

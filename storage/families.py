@@ -7,9 +7,10 @@ The family's columns hold the current governance record; every record made is al
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import sqlite3
+from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from storage.codec import encode_optional_time, encode_time
 from storage.errors import ConflictError, NotFoundError
@@ -26,6 +27,8 @@ from storage.models import (
 
 if TYPE_CHECKING:
     from storage.transaction import Transaction
+
+T = TypeVar("T")
 
 _ACTIVATE_WITH_BASIS = (
     "status = CASE WHEN status = 'pending' AND lawful_basis IS NOT NULL"
@@ -71,16 +74,42 @@ class FamilyRepository:
     async def by_room(self, room_id: str) -> Family | None:
         """Kept until the transaction next writes: a command reads its room's family up to
         three times (the room's kind, the command's family, the lead check)."""
-        stamp = self._tx.writes
-        if self._rooms_at != stamp:
-            self._rooms.clear()
-            self._rooms_at = stamp
-        if room_id in self._rooms:
+        if self._keeps(room_id):
             return self._rooms[room_id]
-        family = await self._one("SELECT * FROM family WHERE room_id = ?", room_id)
+        family, _ = await self._read_room(room_id, _read_nothing)
+        return family
+
+    async def by_room_with(
+        self, room_id: str, work: Callable[[sqlite3.Connection], T]
+    ) -> tuple[Family | None, T]:
+        """`by_room`, and `work` (other reads) in the same trip: the sync loop checks whether
+        an event is new together with its room's family, which handling the event reads
+        first."""
+        if self._keeps(room_id):
+            return self._rooms[room_id], await self._tx.run_read(work)
+        return await self._read_room(room_id, work)
+
+    def _keeps(self, room_id: str) -> bool:
+        """Whether the room's family is kept: read since the transaction last wrote."""
+        if self._rooms_at != self._tx.writes:
+            self._rooms.clear()
+            self._rooms_at = self._tx.writes
+        return room_id in self._rooms
+
+    async def _read_room(
+        self, room_id: str, work: Callable[[sqlite3.Connection], T]
+    ) -> tuple[Family | None, T]:
+        stamp = self._tx.writes
+
+        def both(connection: sqlite3.Connection) -> tuple[list[Any], T]:
+            sql = "SELECT * FROM family WHERE room_id = ?"
+            return connection.execute(sql, (room_id,)).fetchall(), work(connection)
+
+        rows, result = await self._tx.run_read(both)
+        family = Family.from_row(rows[0]) if rows else None
         if self._tx.writes == stamp:
             self._rooms[room_id] = family
-        return family
+        return family, result
 
     async def by_reference(self, reference: str) -> Family | None:
         return await self._one("SELECT * FROM family WHERE reference = ?", reference.strip())
@@ -260,3 +289,7 @@ class FamilyRepository:
         if family is None:
             raise NotFoundError(f"no family with id {family_id}")
         return family
+
+
+def _read_nothing(connection: sqlite3.Connection) -> None:
+    return None

@@ -7,6 +7,7 @@ what makes handling exactly-once across crashes.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -47,6 +48,27 @@ class SyncStateRepository:
     async def is_processed(self, event_id: str) -> bool:
         row = await self._tx.fetchone("SELECT 1 FROM inbox WHERE event_id = ?", (event_id,))
         return row is not None
+
+    async def is_new(self, event_id: str, room_id: str) -> bool:
+        """Whether the event was never handled, read with its room's family in one trip
+        (handling almost any event reads that first). A new one is then recorded with
+        `mark_processed_later`, in the same write transaction."""
+
+        def seen(connection: sqlite3.Connection) -> bool:
+            sql = "SELECT 1 FROM inbox WHERE event_id = ?"
+            return bool(connection.execute(sql, (event_id,)).fetchall())
+
+        _, found = await self._tx.families.by_room_with(room_id, seen)
+        return not found
+
+    def mark_processed_later(self, event_id: str, room_id: str) -> None:
+        """Record an event `is_new` found new as handled, with the COMMIT. Nothing can record
+        it in between: a write transaction holds SQLite's write lock from its first
+        statement, the one that asked."""
+        self._tx.write_later(
+            "INSERT OR IGNORE INTO inbox (event_id, room_id, processed_at) VALUES (?, ?, ?)",
+            (event_id, room_id, encode_time(self._tx.now())),
+        )
 
     async def mark_processed(self, event_id: str, room_id: str) -> bool:
         """Record the event as handled; True the first time, False if it already was."""

@@ -4,13 +4,14 @@ Repositories are built per transaction and only ever see this object, so nothing
 outside a transaction, and everything done through one `Transaction` commits or rolls back
 together (an event's effects, its inbox row and the sync token, for example).
 
-Every trip to aiosqlite's thread costs more than most statements do in SQLite (40-90 µs on a
-busy 2-core machine, against a few µs), so a transaction saves the trips it can without
-changing what runs or in what order: BEGIN goes with the first statement, a savepoint is opened
-with the first write inside it, a write whose result nobody needs (`write_later`, `run_later`)
-goes with the next statement or the COMMIT, and a transaction that ran nothing sends nothing
-at all. It also counts its writes (`writes`), so repositories may keep what they read until
-the next write.
+Every trip to aiosqlite's thread costs more than most statements do in SQLite (about 100 µs
+on a quiet 2-core machine, several times that beside a busy homeserver, against a few µs), so
+a transaction saves the trips it can without changing what runs or in what order: BEGIN goes
+with the first statement, a savepoint is opened with the first write inside it, a write whose
+result nobody needs (`write_later`, `run_later`) goes with the next statement or the COMMIT,
+reads wanted together go in one trip (`run_read`), and a transaction that ran nothing sends
+nothing at all. It also counts its writes (`writes`), so repositories may keep what they read
+until the next write.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ async def test_command_cost_explains_every_stage() -> None:
         # BEGIN with the inbox row, the family (read once), its involvements (once), the
         # team's practitioners, and the COMMIT, carrying the audit row (the chain's end read
         # and the link made on the database thread), the reply and the sync token.
-        assert figures["trips"]["transaction"] <= 4
+        assert figures["trips"]["transaction"] <= 3
     assert result["council"]["rows"]["audit"] > 0, "the council database has history"
 
 

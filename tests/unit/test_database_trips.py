@@ -3,8 +3,9 @@ storage layer saves the trips it can without changing what runs or in what order
 with the first statement, a savepoint is opened with its block's first write (and still undoes
 exactly its own writes), a write whose result nobody needs goes with the next trip (and one
 that fails there ends the transaction), so the sync token goes with the COMMIT, a plain read
-has no BEGIN or COMMIT and cannot write, and a room's family and a family's involvements are
-read once per transaction until something is written."""
+has no BEGIN or COMMIT and cannot write, a room's family and a family's involvements are
+read once per transaction until something is written, and reads wanted together go in one
+trip (an event's inbox check with its room's family, a team with its people)."""
 
 from __future__ import annotations
 
@@ -132,6 +133,26 @@ async def test_a_rooms_family_is_read_once_until_the_transaction_writes(db: Data
             except ValueError:
                 pass
             assert await _status(tx) == "closed", "re-read after the rollback"
+
+
+async def test_an_events_inbox_check_reads_its_rooms_family_in_the_same_trip(
+    db: Database,
+) -> None:
+    meter = DatabaseTime()
+    with meter.counting():
+        async with db.transaction() as tx:
+            assert await tx.sync.is_new("$e", ROOM)
+            family = await tx.families.by_room(ROOM)
+            assert meter.calls == 1, "the room's family took a trip of its own"
+            tx.sync.mark_processed_later("$e", ROOM)
+        commit = meter.calls
+    assert commit == 2, "the inbox row went with the COMMIT"
+    assert family is not None
+    assert family.reference == "REF-1"
+    async with db.transaction() as tx:
+        assert not await tx.sync.is_new("$e", ROOM), "recorded as handled"
+        assert await tx.sync.is_new("$f", "!other:x")
+        assert await tx.families.by_room("!other:x") is None
 
 
 @contextlib.asynccontextmanager
