@@ -22,7 +22,6 @@ made by `bot.outbox_actions`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
@@ -126,7 +125,6 @@ class OutboxSender:
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        watcher = asyncio.create_task(self._wake_on(stop))
         try:
             while not stop.is_set():
                 self._wake.clear()
@@ -134,7 +132,7 @@ class OutboxSender:
                     if lanes.crash is not None:
                         raise lanes.crash
                 if self._rooms.full and self._alone.full:
-                    await self._wait_for_work(lane_end=True)
+                    await self._wait_for_work(stop, lane_end=True)
                     continue
                 try:
                     free = self._rooms.free + self._alone.free
@@ -144,9 +142,8 @@ class OutboxSender:
                     log.exception("outbox pass failed; retrying")
                     await self._backoff.wait(stop)
                     continue
-                await self._wait_for_work()
+                await self._wait_for_work(stop)
         finally:
-            watcher.cancel()
             await self._rooms.finish(STOP_GRACE_SECONDS)
             await self._alone.finish(STOP_GRACE_SECONDS)
 
@@ -165,14 +162,9 @@ class OutboxSender:
             )
             return items, tx.now()
 
-    async def _wake_on(self, stop: asyncio.Event) -> None:
-        """A stop request wakes the pass loop as new items do, so it waits on one event."""
-        await stop.wait()
-        self._wake.set()
-
-    async def _wait_for_work(self, *, lane_end: bool = False) -> None:
-        """Until woken (new items, a lane finished, a stop request) or the next item is due;
-        with `lane_end` (every lane busy), only woken."""
+    async def _wait_for_work(self, stop: asyncio.Event, *, lane_end: bool = False) -> None:
+        """Until woken (new items, or a lane finished), stopped, or the next item is due; with
+        `lane_end` (every lane busy), only woken or stopped."""
         timeout: float | None = None
         if not lane_end:
             async with self._db.read(snapshot=False) as tx:
@@ -185,12 +177,15 @@ class OutboxSender:
                 # The earliest item may be one a running lane holds: look again when a lane
                 # ends (it wakes this loop), or soon, never in a busy loop.
                 timeout = max(timeout, BUSY_POLL_SECONDS)
-        # Awaited in this task, not through tasks of its own: then a wake resumes the loop at
-        # the event loop's next turn, ahead of whatever the waker does next (the sync loop
-        # sends its next /sync request), and an answer just queued goes first.
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                await self._wake.wait()
+        wake_task = asyncio.ensure_future(self._wake.wait())
+        stop_task = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait(
+                {wake_task, stop_task}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            wake_task.cancel()
+            stop_task.cancel()
 
     async def drain_once(self, limit: int = 50, *, stop: asyncio.Event | None = None) -> bool:
         """One pass: send the due items, lanes concurrently, and wait for every lane it

@@ -136,41 +136,6 @@ async def test_a_busy_rooms_backlog_does_not_hold_back_another_rooms_reply(
     ], "in order"
 
 
-async def test_a_woken_sender_reads_its_items_before_the_wakers_next_work(
-    db: Database,
-) -> None:
-    """The sync loop wakes the sender for the answer it has just committed, then starts its
-    next /sync request (a task of its own): the sender's read of the answer comes first."""
-    client = HangingClient()
-    out = OutboxSender(db, client)  # type: ignore[arg-type]
-    order: list[str] = []
-    real_due = out._due
-
-    async def due(limit: int) -> Any:
-        order.append("the sender reads its items")
-        return await real_due(limit)
-
-    out._due = due  # type: ignore[method-assign]
-    stop = asyncio.Event()
-    running = asyncio.create_task(out.run(stop))
-
-    async def next_sync() -> None:
-        order.append("the next /sync request")
-
-    try:
-        await asyncio.sleep(0.05)  # the sender's first pass found nothing: it waits
-        await _queue(db, IDLE, "answer")
-        order.clear()
-        out.wake()
-        sync = asyncio.ensure_future(next_sync())
-        await _until(lambda: (IDLE, "answer") in client.sent, "the answer")
-        await sync
-    finally:
-        stop.set()
-        await running  # a stop request alone ends the loop
-    assert order[:2] == ["the sender reads its items", "the next /sync request"]
-
-
 async def test_no_query_while_every_lane_is_busy(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
