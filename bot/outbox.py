@@ -297,7 +297,7 @@ class OutboxSender:
                 except Exception:
                     # The send itself succeeded; a failing follow-up must not resend it forever.
                     log.exception("follow-up of outbox item %s failed", item.id)
-            await tx.outbox.mark_sent(item.id, result)
+            tx.outbox.mark_sent_later(item.id, result)  # with the COMMIT, in its trip
         self._metrics.sent(item.kind)
         return True
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -37,6 +38,12 @@ ORDERED_KINDS = ("message", "kick", "state")
 """Kinds that keep their order within a room ("goodbye" before the kick). Invites, joins and
 leaves stand alone, so an invite to a server that does not answer holds nothing else back.
 `due` and `next_attempt_time` spell the same list out in their SQL."""
+_SENT = (
+    "sent_at = ?, result = ?, next_attempt_at = NULL,"
+    " payload = CASE WHEN kind = 'message' THEN json_remove(payload, '$.content')"
+    " ELSE payload END"
+)
+"""What `mark_sent` sets: the message's content goes (no copies of what the bot said)."""
 _NOT_WAITING_BEHIND = (
     "(item.kind NOT IN ('message', 'kick', 'state')"
     " OR NOT EXISTS (SELECT 1 FROM outbox AS earlier"
@@ -232,13 +239,19 @@ class OutboxRepository:
         `!whois` card holds contact details). What idempotency needs stays: the transaction id,
         the room, the kind, and the payload's other keys.
         """
-        await self._update(
-            item_id,
-            "sent_at = ?, result = ?, next_attempt_at = NULL,"
-            " payload = CASE WHEN kind = 'message' THEN json_remove(payload, '$.content')"
-            " ELSE payload END",
-            (encode_time(self._tx.now()), result),
-        )
+        await self._update(item_id, _SENT, (encode_time(self._tx.now()), result))
+
+    def mark_sent_later(self, item_id: int, result: str | None) -> None:
+        """`mark_sent` with the transaction's next trip (the sender's COMMIT, say). An item
+        that is not there fails that trip, and the transaction cannot commit."""
+        params = (encode_time(self._tx.now()), result, item_id)
+
+        def work(connection: sqlite3.Connection) -> None:
+            sql = f"UPDATE outbox SET {_SENT} WHERE id = ?"  # noqa: S608 - constant SQL
+            if connection.execute(sql, params).rowcount == 0:
+                raise NotFoundError(f"no outbox item with id {item_id}")
+
+        self._tx.run_later(work)
 
     async def mark_attempt(self, item_id: int) -> None:
         """Record that an attempt is about to be made, before a request that has no

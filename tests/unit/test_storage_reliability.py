@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import storage.audit
+from bench.dbtime import DatabaseTime
 from bot.clock import ManualClock
 from storage import GENESIS_HASH, Database, NotFoundError
 from storage.audit import content_hash, link_hash
@@ -275,6 +276,31 @@ async def test_payload_json_round_trips_and_is_stored_compact(db: Database) -> N
     assert item.payload == payload
     assert row is not None
     assert " " not in row["payload"].replace("Zoë’s team", "")
+
+
+async def _send_recorded_for_no_item(db: Database) -> None:
+    async with db.transaction() as tx:
+        await tx.practitioners.ensure("@kept:x")
+        tx.outbox.mark_sent_later(404, None)
+
+
+async def test_a_send_recorded_later_goes_with_the_commit_or_fails_it(db: Database) -> None:
+    async with db.transaction() as tx:
+        item_id = await tx.outbox.enqueue_message("t-later", ROOM_A, {"body": "card"})
+    meter = DatabaseTime()
+    with meter.counting():
+        async with db.transaction() as tx:
+            tx.outbox.mark_sent_later(item_id, "$sent")
+    assert meter.calls == 1, "BEGIN, the update and COMMIT in one trip"
+    async with db.read() as tx:
+        sent = await tx.outbox.get("t-later")
+    assert sent is not None
+    assert (sent.result, "content" in sent.payload) == ("$sent", False)
+
+    with pytest.raises(NotFoundError):
+        await _send_recorded_for_no_item(db)
+    async with db.read() as tx:
+        assert await tx.practitioners.get("@kept:x") is None, "the transaction committed"
 
 
 async def test_outbox_updates_on_unknown_items_fail_loudly(db: Database) -> None:
