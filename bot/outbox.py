@@ -15,7 +15,9 @@ Rooms are sent concurrently, each in a lane of its own (at most `MAX_LANES` at o
 invite, join and leave has a lane of its own too, from a separate pool of `MAX_LANES`: an invite
 to a homeserver that does not answer (each try can take seconds) holds back neither its room's
 replies nor any other room. A pass reads only what a free lane could take (never the items of a
-lane already running), and none runs while both pools are full. The requests themselves are
+lane already running), and none runs while both pools are full. A transaction that queues a
+reply can hand it over (`hand_over`, then `take`): what is due is read in its COMMIT's trip and
+its lane starts at once, with no wake and no pass in between. The requests themselves are
 made by `bot.outbox_actions`.
 """
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import aiohttp
@@ -45,7 +48,9 @@ from rooms.actions import ANNOUNCE_KEY
 from storage import (
     INTERACTIVE,
     ORDERED_KINDS,
+    AfterCommit,
     Database,
+    LeaveOut,
     OutboxItem,
     Transaction,
     transaction_id,
@@ -90,8 +95,19 @@ FailedHook = Callable[[Transaction, OutboxItem, str], Awaitable[None]]
 HoldHook = Callable[[OutboxItem, datetime], tuple[datetime, str] | None]
 
 
+@dataclass(frozen=True)
+class Handover:
+    """What a transaction queued (`queued`, its transaction ids) and what was due when it
+    committed (`due`, read in the COMMIT's trip, if it was read), for `OutboxSender.take`."""
+
+    queued: tuple[str, ...]
+    due: AfterCommit[list[OutboxItem]] | None
+    now: datetime
+
+
 class OutboxSender:
-    """Drains the outbox in order; wake() after committing new items for an immediate send."""
+    """Drains the outbox in order. After committing new items, `take` what `hand_over` read
+    in that transaction, or `wake()`, for an immediate send."""
 
     def __init__(
         self,
@@ -116,6 +132,7 @@ class OutboxSender:
         self._performer = Performer(client, attachment=attachment, content=content)
         self._faults = faults
         self._wake = asyncio.Event()
+        self._stop: asyncio.Event | None = None  # while `run` runs
         self._backoff = Backoff(initial=1.0, maximum=60.0)
         self._rooms = Lanes(MAX_LANES, self._wake.set)
         self._alone = Lanes(MAX_LANES, self._wake.set)
@@ -124,7 +141,33 @@ class OutboxSender:
     def wake(self) -> None:
         self._wake.set()
 
+    def hand_over(self, tx: Transaction) -> Handover:
+        """Last in a transaction: what it queued, and (unless nothing can start: the sender
+        not running, every lane busy) what is due, read in its COMMIT's trip, for `take`."""
+        queued = tuple(tx.outbox.queued)
+        due = None
+        if queued and self._stop is not None and self._rooms.free + self._alone.free:
+            due = tx.outbox.due_after_commit(self._pass_rows(), **self._leave_out())
+        return Handover(queued, due, tx.now())
+
+    def take(self, handover: Handover) -> None:
+        """Start the lanes of what `hand_over` read, right after its transaction has ended,
+        with no await in between: the database was the transaction's until then, so no pass
+        can have read those items and started them meanwhile. Wakes the sender for whatever
+        the transaction queued that does not start here (its room's lane is busy, say)."""
+        if not handover.queued:
+            return
+        items = None if handover.due is None else handover.due.value
+        if items is None or self._stop is None or self._stop.is_set():
+            self.wake()
+            return
+        started = self._start_lanes(items, handover.now, self._stop)
+        going = {item.txn_id for queued in started.values() for item in queued}
+        if not going.issuperset(handover.queued):
+            self.wake()
+
     async def run(self, stop: asyncio.Event) -> None:
+        self._stop = stop
         try:
             while not stop.is_set():
                 self._wake.clear()
@@ -135,8 +178,7 @@ class OutboxSender:
                     await self._wait_for_work(stop, lane_end=True)
                     continue
                 try:
-                    free = self._rooms.free + self._alone.free
-                    items, now = await self._due(min(50, PASS_ROWS_PER_LANE * free))
+                    items, now = await self._due(self._pass_rows())
                     self._start_lanes(items, now, stop)
                 except Exception:
                     log.exception("outbox pass failed; retrying")
@@ -144,23 +186,28 @@ class OutboxSender:
                     continue
                 await self._wait_for_work(stop)
         finally:
+            self._stop = None
             await self._rooms.finish(STOP_GRACE_SECONDS)
             await self._alone.finish(STOP_GRACE_SECONDS)
 
+    def _pass_rows(self) -> int:
+        return min(50, PASS_ROWS_PER_LANE * (self._rooms.free + self._alone.free))
+
+    def _leave_out(self) -> LeaveOut:
+        """What a pass does not read: the items of a lane already running (it sends its
+        room's later items when its turn comes again), those of a pool that is full."""
+        return LeaveOut(
+            busy_rooms=self._rooms.busy,
+            busy_items=[int(key.removeprefix(ALONE)) for key in self._alone.busy],
+            ordered=not self._rooms.full,
+            background=len(self._rooms.busy) < BACKGROUND_LANES,
+            standalone=not self._alone.full,
+        )
+
     async def _due(self, limit: int) -> tuple[list[OutboxItem], datetime]:
-        """The due items a lane could start for now: none of a lane already running (it sends
-        its room's later items when its turn comes again), none of a pool that is full."""
-        alone = [int(key.removeprefix(ALONE)) for key in self._alone.busy]
+        """The due items a lane could start for now."""
         async with self._db.read(snapshot=False) as tx:
-            items = await tx.outbox.due(
-                limit,
-                busy_rooms=self._rooms.busy,
-                busy_items=alone,
-                ordered=not self._rooms.full,
-                background=len(self._rooms.busy) < BACKGROUND_LANES,
-                standalone=not self._alone.full,
-            )
-            return items, tx.now()
+            return await tx.outbox.due(limit, **self._leave_out()), tx.now()
 
     async def _wait_for_work(self, stop: asyncio.Event, *, lane_end: bool = False) -> None:
         """Until woken (new items, or a lane finished), stopped, or the next item is due; with
@@ -197,14 +244,14 @@ class OutboxSender:
 
     def _start_lanes(
         self, items: list[OutboxItem], now: datetime, stop: asyncio.Event | None
-    ) -> list[asyncio.Task[None]]:
+    ) -> dict[asyncio.Task[None], list[OutboxItem]]:
         """Start a lane for each room (or stand-alone item) with due items, unless it is busy
-        or its pool is full; returns the lanes started."""
+        or its pool is full; returns the lanes started, with their items."""
         lanes: dict[str, list[OutboxItem]] = {}
         for item in items:
             key = item.room_id if item.kind in ORDERED_KINDS else f"{ALONE}{item.id}"
             lanes.setdefault(key, []).append(item)
-        started: list[asyncio.Task[None]] = []
+        started: dict[asyncio.Task[None], list[OutboxItem]] = {}
         for key, queued in lanes.items():
             if key.startswith(ALONE):
                 task = self._alone.start(key, self._run_lane(queued, now, stop))
@@ -213,7 +260,7 @@ class OutboxSender:
                 spare = MAX_LANES - BACKGROUND_LANES if background else 0
                 task = self._rooms.start(key, self._run_lane(queued, now, stop), spare=spare)
             if task is not None:
-                started.append(task)
+                started[task] = queued
         return started
 
     async def _run_lane(

@@ -212,9 +212,6 @@ class SyncLoop:
             token = next_batch if index == len(events) - 1 else None
             stored = await self.process_event(room, event, apply_effects=True,
                                               next_batch=token)
-            # What it queued is committed: a reply goes now, not after the response's later
-            # events and the parked ones' retry.
-            self._outbox.wake()
         if not stored:  # nothing to apply, or the last event was parked or skipped
             async with self._db.transaction() as tx:
                 await self._store_token(tx, next_batch)
@@ -306,6 +303,10 @@ class SyncLoop:
                         await self._router.handle(tx, room, event, matrix)
                     tx.sync.mark_processed_later(event_id, room.room_id)
                 await self._store_token(tx, next_batch)
+                handover = self._outbox.hand_over(tx)
+            # What it queued is committed: a reply goes now, not after the response's later
+            # events and the parked ones' retry (and not a trip later, after a wake).
+            self._outbox.take(handover)
         except Exception:
             failures = self._failures.get(event_id, 0) + 1
             self._failures[event_id] = failures

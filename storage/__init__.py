@@ -34,13 +34,14 @@ from storage.outbox import (
     BACKGROUND,
     INTERACTIVE,
     ORDERED_KINDS,
+    LeaveOut,
     OutboxRepository,
     transaction_id,
 )
 from storage.practitioners import CONTACT_FIELDS, PractitionerRepository
 from storage.prompts import PromptRepository
 from storage.sync_state import SyncStateRepository
-from storage.transaction import Transaction
+from storage.transaction import AfterCommit, Transaction
 
 __all__ = [
     "BACKGROUND",
@@ -50,6 +51,7 @@ __all__ = [
     "GENESIS_HASH",
     "LATEST_VERSION",
     "MIGRATIONS",
+    "AfterCommit",
     "AuditEntry",
     "AuditRepository",
     "Clock",
@@ -67,6 +69,7 @@ __all__ = [
     "InvolvementRepository",
     "InvolvementStatus",
     "LawfulBasis",
+    "LeaveOut",
     "Membership",
     "Migration",
     "NotFoundError",

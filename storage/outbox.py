@@ -11,14 +11,14 @@ import json
 import sqlite3
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from storage.codec import decode_optional_time, encode_json_object, encode_time
 from storage.errors import NotFoundError
 from storage.models import OutboxItem
 
 if TYPE_CHECKING:
-    from storage.transaction import Transaction
+    from storage.transaction import AfterCommit, Transaction
 
 
 def transaction_id(*parts: str) -> str:
@@ -38,6 +38,20 @@ ORDERED_KINDS = ("message", "kick", "state")
 """Kinds that keep their order within a room ("goodbye" before the kick). Invites, joins and
 leaves stand alone, so an invite to a server that does not answer holds nothing else back.
 `due` and `next_attempt_time` spell the same list out in their SQL."""
+
+
+class LeaveOut(TypedDict, total=False):
+    """What `due` leaves out, the sender sending it already: the ordered items of
+    `busy_rooms`, the stand-alone `busy_items`, every ordered item unless `ordered`, every
+    ordered `BACKGROUND` one unless `background`, every stand-alone one unless `standalone`."""
+
+    busy_rooms: Collection[str]
+    busy_items: Collection[int]
+    ordered: bool
+    background: bool
+    standalone: bool
+
+
 _SENT = (
     "sent_at = ?, result = ?, next_attempt_at = NULL,"
     " payload = CASE WHEN kind = 'message' THEN json_remove(payload, '$.content')"
@@ -72,6 +86,9 @@ look-up in `outbox_room_holds`); what an item queued last in the room waits for.
 class OutboxRepository:
     def __init__(self, tx: Transaction) -> None:
         self._tx = tx
+        self.queued: list[str] = []
+        """The transaction ids of the items this transaction asked to queue, in order: what
+        the sender may start as soon as it commits."""
 
     async def enqueue_message(
         self,
@@ -114,6 +131,7 @@ class OutboxRepository:
         """The statement that queues an item, if its txn_id is new, held with its room."""
         if not txn_id:
             raise ValueError("an outbox item needs a transaction id")
+        self.queued.append(txn_id)
         hold = _ROOM_HOLD.format(room=":room")
         return (
             "INSERT OR IGNORE INTO outbox"  # noqa: S608 - constant SQL
@@ -137,6 +155,7 @@ class OutboxRepository:
         (the sweep queues thousands); a txn_id already queued is left as it was."""
         if any(not txn_id for txn_id, *_ in items):
             raise ValueError("an outbox item needs a transaction id")
+        self.queued.extend(txn_id for txn_id, *_ in items)
         now = encode_time(self._tx.now())
         added = await self._tx.insert_rows(
             "INSERT OR IGNORE INTO outbox (txn_id, room_id, kind, payload, created_at, priority)",
@@ -155,26 +174,30 @@ class OutboxRepository:
                 {"now": now, "first": min(row["id"] for row in added)},
             )
 
-    async def due(
-        self,
-        limit: int = 50,
-        *,
-        busy_rooms: Collection[str] = (),
-        busy_items: Collection[int] = (),
-        ordered: bool = True,
-        background: bool = True,
-        standalone: bool = True,
-    ) -> list[OutboxItem]:
+    async def due(self, limit: int = 50, **leave_out: Unpack[LeaveOut]) -> list[OutboxItem]:
         """Pending items whose retry time has come, highest priority first, then oldest first.
 
         An ordered item (`ORDERED_KINDS`) waits while an older ordered item in the same room is
         still backing off, so messages and kicks in one room go out in the order they were
-        queued. The sender leaves out what it is sending already: the ordered items of
-        `busy_rooms`, the stand-alone `busy_items`, every ordered item unless `ordered`, every
-        ordered `BACKGROUND` one unless `background`, every stand-alone one unless
-        `standalone`; so `limit` items of busy rooms never hide the items of an idle one.
+        queued. The sender leaves out what it is sending already (`LeaveOut`), so `limit` items
+        of busy rooms never hide the items of an idle one.
         """
-        now = encode_time(self._tx.now())
+        rows = await self._tx.fetchall(*self._due_query(limit, leave_out))
+        return [OutboxItem.from_row(row) for row in rows]
+
+    def due_after_commit(
+        self, limit: int = 50, **leave_out: Unpack[LeaveOut]
+    ) -> AfterCommit[list[OutboxItem]]:
+        """`due`, read in the COMMIT's trip as the commit leaves it (`read_after_commit`): the
+        reply a command has just queued, for no trip of its own."""
+        sql, params = self._due_query(limit, leave_out)
+        return self._tx.read_after_commit(
+            lambda connection: [
+                OutboxItem.from_row(row) for row in connection.execute(sql, params).fetchall()
+            ]
+        )
+
+    def _due_query(self, limit: int, leave_out: LeaveOut) -> tuple[str, dict[str, Any]]:
         wanted = (
             f" AND {_NOT_WAITING_BEHIND.format(until=':now')}"  # noqa: S608 - constant SQL
             " AND (CASE WHEN item.kind IN ('message', 'kick', 'state')"
@@ -185,7 +208,7 @@ class OutboxRepository:
         )
         # Items never held, walked in order (`outbox_fresh`), and the held ones whose time
         # has come, found by it (`outbox_next_attempt`), not by walking every held one.
-        rows = await self._tx.fetchall(
+        return (
             "SELECT * FROM (SELECT * FROM outbox AS item"  # noqa: S608 - constant SQL
             " WHERE sent_at IS NULL AND failed_at IS NULL AND next_attempt_at IS NULL"
             f"{wanted} ORDER BY priority DESC, id LIMIT :limit)"
@@ -194,17 +217,16 @@ class OutboxRepository:
             " AND COALESCE(next_attempt_at, created_at) <= :now AND next_attempt_at IS NOT NULL"
             f"{wanted} ORDER BY priority DESC, id LIMIT :limit",
             {
-                "now": now,
+                "now": encode_time(self._tx.now()),
                 "limit": limit,
-                "busy_rooms": json.dumps(sorted(busy_rooms)),
-                "busy_items": json.dumps(sorted(busy_items)),
-                "ordered": ordered,
-                "background": background,
+                "busy_rooms": json.dumps(sorted(leave_out.get("busy_rooms", ()))),
+                "busy_items": json.dumps(sorted(leave_out.get("busy_items", ()))),
+                "ordered": leave_out.get("ordered", True),
+                "background": leave_out.get("background", True),
                 "interactive": INTERACTIVE,
-                "standalone": standalone,
+                "standalone": leave_out.get("standalone", True),
             },
         )
-        return [OutboxItem.from_row(row) for row in rows]
 
     async def get(self, txn_id: str) -> OutboxItem | None:
         row = await self._tx.fetchone("SELECT * FROM outbox WHERE txn_id = ?", (txn_id,))

@@ -16,11 +16,12 @@ until the next write.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import aiosqlite
 
@@ -43,6 +44,17 @@ ROWS_PARAMETERS = 4000
 """Bound parameters per multi-row INSERT (`insert_rows`), well under SQLite's limit."""
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
+
+
+class AfterCommit(Generic[T]):
+    """What a read asked for with the COMMIT (`Transaction.read_after_commit`) returned."""
+
+    def __init__(self) -> None:
+        self.value: T | None = None
+        """None until the transaction has committed, and for good if it rolled back, had
+        nothing to commit, or the read failed."""
 
 
 async def on_database_thread(
@@ -80,6 +92,7 @@ class Transaction:
         self._later: list[tuple[int, tuple[str, ...], Work]] = []
         self._asked = 0
         self._failed: BaseException | None = None  # a later write that failed
+        self._after: list[tuple[Callable[[sqlite3.Connection], Any], AfterCommit[Any]]] = []
         self.writes = 0
         """Statements other than SELECT run so far (rollbacks to a savepoint included)."""
         self.sync = SyncStateRepository(self)
@@ -221,15 +234,32 @@ class Transaction:
 
         return await self._send(statement, write=write)
 
+    def read_after_commit(self, work: Callable[[sqlite3.Connection], T]) -> AfterCommit[T]:
+        """`work` that only reads, run on the database thread just after the COMMIT, in its
+        trip: what the committed state holds (the replies now due, say) for no trip of its own.
+        Its result is the returned object's `value` once the transaction has committed. A read
+        that fails is logged and leaves `value` None: the commit stands all the same."""
+        self._check_open()
+        result: AfterCommit[T] = AfterCommit()
+        self._after.append((work, result))
+        return result
+
     async def _commit(self) -> None:
-        """COMMIT, with the work asked for later, in one trip; nothing if nothing ran."""
+        """COMMIT, with the work asked for later before it and the reads asked for after it,
+        in one trip; nothing if nothing ran."""
         if self._failed is not None:
             raise RuntimeError("a write of this transaction failed; it cannot commit")
         if self._begin is not None and not self._later:
             return
+        after = self._after
 
         def commit(connection: sqlite3.Connection) -> None:
             connection.execute("COMMIT")
+            for read, result in after:
+                try:
+                    result.value = read(connection)
+                except Exception:
+                    log.exception("a read after the commit failed; the commit stands")
 
         await self._send(commit, write=False)
 

@@ -384,3 +384,37 @@ async def test_a_write_asked_for_later_that_fails_ends_the_transaction(db: Datab
     async with db.read() as tx:
         assert await tx.practitioners.get("@before:x") is None
         assert await tx.practitioners.get("@after:x") is None
+
+
+def _tokens(connection: sqlite3.Connection) -> list[str]:
+    return [row[0] for row in connection.execute("SELECT value FROM sync_state")]
+
+
+def _broken(connection: sqlite3.Connection) -> object:
+    return connection.execute("SELECT no_such_column FROM sync_state").fetchall()
+
+
+async def test_a_read_after_the_commit_goes_in_its_trip_and_sees_what_it_committed(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    meter = DatabaseTime()
+    with meter.counting():
+        async with db.transaction() as tx:
+            await tx.sync.set_next_batch("s1")
+            after = tx.read_after_commit(_tokens)
+            assert after.value is None, "nothing is read before the commit"
+    assert meter.calls == 1, "BEGIN, the token, COMMIT and the read in one trip"
+    assert after.value == ["s1"]
+    with contextlib.suppress(Failed):
+        async with db.transaction() as tx:
+            await tx.sync.set_next_batch("s2")
+            rolled_back = tx.read_after_commit(_tokens)
+            raise Failed
+    assert rolled_back.value is None, "no commit, no read"
+    async with db.transaction() as tx:
+        await tx.sync.set_next_batch("s3")
+        broken = tx.read_after_commit(_broken)
+    assert broken.value is None
+    assert "the commit stands" in caplog.text
+    async with db.read() as tx:
+        assert await tx.sync.get_next_batch() == "s3", "a failing read leaves the commit be"

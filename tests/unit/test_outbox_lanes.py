@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from nio import LocalProtocolError, RoomInviteResponse, RoomSendResponse
 
+from bench.dbtime import DatabaseTime
 from bot.clock import ManualClock
 from bot.outbox import BACKGROUND_LANES, MAX_LANES, OutboxSender
 from storage import Database
@@ -73,6 +74,19 @@ async def _queue(db: Database, room_id: str, *bodies: str) -> None:
     async with db.transaction() as tx:
         for body in bodies:
             await tx.outbox.enqueue_message(f"t-{room_id}-{body}", room_id, {"body": body})
+
+
+def _count_passes(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """What each of the sender's passes asked `due` for, as it asks."""
+    queries: list[dict[str, Any]] = []
+    due = OutboxRepository.due
+
+    async def counted(self: OutboxRepository, *args: Any, **kwargs: Any) -> Any:
+        queries.append(kwargs)
+        return await due(self, *args, **kwargs)
+
+    monkeypatch.setattr(OutboxRepository, "due", counted)
+    return queries
 
 
 async def _until(check: Any, what: str) -> None:
@@ -147,14 +161,7 @@ async def test_no_query_while_every_lane_is_busy(
     async with db.transaction() as tx:
         for n in range(MAX_LANES):
             await tx.outbox.enqueue(f"t-invite-{n}", rooms[0], "invite", {"user_id": f"@{n}:x"})
-    queries: list[dict[str, Any]] = []
-    real_due = OutboxRepository.due
-
-    async def due(self: OutboxRepository, *args: Any, **kwargs: Any) -> Any:
-        queries.append(kwargs)
-        return await real_due(self, *args, **kwargs)
-
-    monkeypatch.setattr(OutboxRepository, "due", due)
+    queries = _count_passes(monkeypatch)
     out = OutboxSender(db, client)  # type: ignore[arg-type]
     stop = asyncio.Event()
     running = asyncio.create_task(out.run(stop))
@@ -248,15 +255,7 @@ async def test_messages_behind_one_held_for_a_join_leave_the_sender_asleep(
     """A direct chat's welcome waits for the person to join, and later messages to them queue
     behind it: the sender sleeps until the held one's time instead of asking for due items
     again and again (which kept the database busy under every command)."""
-    passes = 0
-    due = OutboxRepository.due
-
-    async def counted(self: OutboxRepository, *args: Any, **kwargs: Any) -> Any:
-        nonlocal passes
-        passes += 1
-        return await due(self, *args, **kwargs)
-
-    monkeypatch.setattr(OutboxRepository, "due", counted)
+    passes = _count_passes(monkeypatch)
     await _queue(db, IDLE, "welcome", "a notice for them", "another")
     out = OutboxSender(  # type: ignore[arg-type]
         db, HangingClient(),
@@ -266,8 +265,56 @@ async def test_messages_behind_one_held_for_a_join_leave_the_sender_asleep(
     running = asyncio.create_task(out.run(stop))
     try:
         await asyncio.sleep(0.5)
-        assert passes <= 3, f"{passes} passes in half a second with nothing to send"
+        assert len(passes) <= 3, f"{len(passes)} passes in half a second with nothing to send"
     finally:
         stop.set()
         out.wake()
+        await running
+
+
+async def test_a_reply_handed_over_with_its_commit_starts_at_once_with_no_pass(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A command's transaction hands its reply over: what is due is read in the COMMIT's trip
+    and its lane starts at once, the sender neither woken nor reading. A reply whose room's
+    lane is busy is left to a pass, which sends it after the lane's item, once."""
+    client = HangingClient()
+    client.hanging.update({BUSY, IDLE})
+    passes = _count_passes(monkeypatch)
+    out = OutboxSender(db, client)  # type: ignore[arg-type]
+    woken: list[str] = []
+    wake = out.wake
+    monkeypatch.setattr(out, "wake", lambda: (woken.append("woken"), wake()))
+    stop = asyncio.Event()
+    running = asyncio.create_task(out.run(stop))
+
+    async def reply(room_id: str, body: str) -> int:
+        meter = DatabaseTime()
+        with meter.counting():
+            async with db.transaction() as tx:
+                tx.outbox.enqueue_message_later(f"t-{room_id}-{body}", room_id, {"body": body})
+                handover = out.hand_over(tx)
+            out.take(handover)
+        return meter.calls
+
+    try:
+        await _queue(db, BUSY, "hangs")
+        wake()
+        await _until(lambda: BUSY in client.in_flight, "the busy room's send")
+        await asyncio.sleep(0.05)  # the pass loop is asleep again
+        before = len(passes)
+        assert await reply(IDLE, "reply") == 1, "queued, committed and read in one trip"
+        await _until(lambda: IDLE in client.in_flight, "the reply's send")
+        assert (len(passes), woken) == (before, []), "no pass, no wake: the lane started at once"
+        await reply(BUSY, "behind")
+        assert woken == ["woken"], "its room's lane was busy: a pass will send it"
+        client.release.set()
+        await _until(lambda: len(client.sent) == 3, "everything")
+        await asyncio.sleep(0.1)
+        assert sorted(client.sent) == [(BUSY, "behind"), (BUSY, "hangs"), (IDLE, "reply")]
+        assert [body for room, body in client.sent if room == BUSY] == ["hangs", "behind"]
+    finally:
+        client.release.set()
+        stop.set()
+        wake()
         await running
