@@ -114,6 +114,15 @@ class EventRouter:
                 return await self._gateway.look_up_accounts(named)
         return self._gateway
 
+    def shows_team(self, event: Any) -> bool:
+        """Whether the event is a command that shows the team (`!whois`): the transaction's
+        first trip reads the team's practitioner rows with the event's inbox check."""
+        return (
+            isinstance(event, RoomMessageText)
+            and event.sender != self._client.user_id
+            and self._dispatcher.shows_team(command_text(event.body, event.formatted_body))
+        )
+
     async def handle(
         self, tx: Transaction, room: MatrixRoom, event: Any, matrix: MatrixGateway | None = None
     ) -> None:

@@ -296,9 +296,10 @@ class SyncLoop:
         processed (handled, or given up on as poison), False when it should be tried again."""
         try:
             matrix = await self._router.prepare(room, event) if apply_effects else None
+            people = apply_effects and self._router.shows_team(event)
             async with self._db.transaction() as tx:
                 # The inbox row commits or rolls back with the effects, and the token.
-                if await tx.sync.is_new(event_id, room.room_id):
+                if await tx.sync.is_new(event_id, room.room_id, people=people):
                     if apply_effects:
                         await self._router.handle(tx, room, event, matrix)
                     tx.sync.mark_processed_later(event_id, room.room_id)

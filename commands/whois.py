@@ -82,6 +82,7 @@ class Member:
     ),
     where=FAMILY_ROOM,
     converters={"query": Text(label="name, @user or role", max_length=QUERY_LIMIT)},
+    shows_team=True,
 )
 async def whois(ctx: CommandContext, query: Rest[str] | None = None) -> None:
     tx = ctx.tx

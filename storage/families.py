@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from storage.codec import encode_optional_time, encode_time
 from storage.errors import ConflictError, NotFoundError
+from storage.kept import UntilWrite
 from storage.models import (
     FAMILY_STATUSES,
     LAWFUL_BASES,
@@ -39,8 +40,7 @@ _ACTIVATE_WITH_BASIS = (
 class FamilyRepository:
     def __init__(self, tx: Transaction) -> None:
         self._tx = tx
-        self._rooms: dict[str, Family | None] = {}
-        self._rooms_at = 0  # the transaction's write count when `_rooms` was read
+        self._rooms: UntilWrite[str, Family | None] = UntilWrite(tx)
 
     async def create(self, reference: str, room_id: str | None, created_by: str) -> Family:
         """A new family in status `pending`; the reference is unique regardless of case."""
@@ -74,7 +74,7 @@ class FamilyRepository:
     async def by_room(self, room_id: str) -> Family | None:
         """Kept until the transaction next writes: a command reads its room's family up to
         three times (the room's kind, the command's family, the lead check)."""
-        if self._keeps(room_id):
+        if room_id in self._rooms:
             return self._rooms[room_id]
         family, _ = await self._read_room(room_id, _read_nothing)
         return family
@@ -85,16 +85,9 @@ class FamilyRepository:
         """`by_room`, and `work` (other reads) in the same trip: the sync loop checks whether
         an event is new together with its room's family, which handling the event reads
         first."""
-        if self._keeps(room_id):
+        if room_id in self._rooms:
             return self._rooms[room_id], await self._tx.run_read(work)
         return await self._read_room(room_id, work)
-
-    def _keeps(self, room_id: str) -> bool:
-        """Whether the room's family is kept: read since the transaction last wrote."""
-        if self._rooms_at != self._tx.writes:
-            self._rooms.clear()
-            self._rooms_at = self._tx.writes
-        return room_id in self._rooms
 
     async def _read_room(
         self, room_id: str, work: Callable[[sqlite3.Connection], T]
@@ -107,8 +100,7 @@ class FamilyRepository:
 
         rows, result = await self._tx.run_read(both)
         family = Family.from_row(rows[0]) if rows else None
-        if self._tx.writes == stamp:
-            self._rooms[room_id] = family
+        self._rooms.keep(room_id, family, stamp)
         return family, result
 
     async def by_reference(self, reference: str) -> Family | None:

@@ -8,12 +8,13 @@ re-invited one gets the same row back with a fresh start time.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from storage.codec import decode_optional_time, encode_optional_time, encode_time
 from storage.errors import ConflictError, NotFoundError
+from storage.kept import UntilWrite
 from storage.models import (
     END_REASONS,
     MEMBERSHIPS,
@@ -27,62 +28,63 @@ if TYPE_CHECKING:
     from storage.transaction import Transaction
 
 _PRESENT: frozenset[str] = frozenset({"invite", "join"})
-_FAMILY_ROWS = "SELECT * FROM involvement WHERE family_id = ? ORDER BY started_at, id"
+_FAMILY_ROWS = "SELECT * FROM involvement WHERE family_id = {family} ORDER BY started_at, id"
+_TEAM_PEOPLE = (
+    "SELECT * FROM practitioner WHERE user_id IN"
+    " (SELECT user_id FROM involvement WHERE family_id = {family} AND status = 'active')"
+)
+"""SQL: a family's rows in team order, and its active members' practitioner rows, for the
+family `{family}`: its id (`?`) or the family of a room (`_OF_ROOM`)."""
+_OF_ROOM = "(SELECT id FROM family WHERE room_id = ?)"
+TeamRead = tuple[list[Any], list[Any] | None]
+"""A family's involvement rows, and its active members' practitioner rows if they were read."""
 _DEFAULT_END_REASON: dict[str, EndReason] = {"leave": "left", "ban": "removed"}
 
 
 class InvolvementRepository:
     def __init__(self, tx: Transaction) -> None:
         self._tx = tx
-        self._rows: dict[int, list[Any]] = {}
-        self._rows_at = -1
+        self._teams: UntilWrite[int, TeamRead] = UntilWrite(tx)
 
     async def _family_rows(self, family_id: int) -> list[Any]:
         """A family's rows in team order, kept until the transaction next writes: a command
         reads its sender's row, the lead and the team, one query for all three."""
-        rows = self._kept(family_id)
-        if rows is None:
+        read = self._teams.get(family_id)
+        if read is None:
             stamp = self._tx.writes
-            rows = await self._tx.fetchall(_FAMILY_ROWS, (family_id,))
-            self._keep(family_id, rows, stamp)
-        return rows
+            rows = await self._tx.fetchall(_FAMILY_ROWS.format(family="?"), (family_id,))
+            self._teams.keep(family_id, (rows, None), stamp)
+            return rows
+        return read[0]
 
     async def with_practitioners(
         self, family_id: int
     ) -> tuple[list[Involvement], dict[str, Practitioner]]:
         """The active team (as `for_family`) and its members' practitioner rows, in one trip
         with the family's rows when those are not read yet: `!whois` shows both."""
-        rows = self._kept(family_id)
-        if rows is not None:
-            team = _active(rows)
+        read = self._teams.get(family_id)
+        if read is None:
+            stamp = self._tx.writes
+            read = await self._tx.run_read(_team(family_id, "?", people=True))
+            self._teams.keep(family_id, read, stamp)
+        rows, people = read
+        team = _active(rows)
+        if people is None:
             return team, await self._tx.practitioners.many(row.user_id for row in team)
-        stamp = self._tx.writes
+        return team, {row["user_id"]: Practitioner.from_row(row) for row in people}
 
-        def both(connection: sqlite3.Connection) -> tuple[list[Any], list[Any]]:
-            return (
-                connection.execute(_FAMILY_ROWS, (family_id,)).fetchall(),
-                connection.execute(
-                    "SELECT * FROM practitioner WHERE user_id IN (SELECT user_id FROM"
-                    " involvement WHERE family_id = ? AND status = 'active')",
-                    (family_id,),
-                ).fetchall(),
-            )
+    def of_room(
+        self, room_id: str, *, people: bool
+    ) -> Callable[[sqlite3.Connection], TeamRead]:
+        """Work that reads the team of the room's family (with its members' practitioner rows
+        if `people`), for a trip that reads other things too (an event's inbox check), and
+        `keep` to keep."""
+        return _team(room_id, _OF_ROOM, people=people)
 
-        read, people = await self._tx.run_read(both)
-        self._keep(family_id, read, stamp)
-        return _active(read), {row["user_id"]: Practitioner.from_row(row) for row in people}
-
-    def _kept(self, family_id: int) -> list[Any] | None:
-        """The family's rows if read since the transaction last wrote."""
-        if self._rows_at != self._tx.writes:
-            self._rows.clear()
-            self._rows_at = self._tx.writes
-        return self._rows.get(family_id)
-
-    def _keep(self, family_id: int, rows: list[Any], stamp: int) -> None:
-        """Keep rows read when the write count was `stamp`, unless something wrote since."""
-        if self._tx.writes == stamp:
-            self._rows[family_id] = rows
+    def keep(self, family_id: int, read: TeamRead, stamp: int) -> None:
+        """Keep what `of_room` read when the write count was `stamp`, unless something wrote
+        since."""
+        self._teams.keep(family_id, read, stamp)
 
     async def get(self, family_id: int, user_id: str) -> Involvement | None:
         for row in await self._family_rows(family_id):
@@ -316,6 +318,18 @@ class InvolvementRepository:
         if involvement is None:
             raise NotFoundError(f"{user_id} has never been on the team of family {family_id}")
         return involvement
+
+
+def _team(
+    key: object, family: str, *, people: bool
+) -> Callable[[sqlite3.Connection], TeamRead]:
+    def read(connection: sqlite3.Connection) -> TeamRead:
+        rows = connection.execute(_FAMILY_ROWS.format(family=family), (key,)).fetchall()
+        if not people:
+            return rows, None
+        return rows, connection.execute(_TEAM_PEOPLE.format(family=family), (key,)).fetchall()
+
+    return read
 
 
 def _active(rows: Iterable[Any]) -> list[Involvement]:

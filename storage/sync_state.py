@@ -16,6 +16,7 @@ from storage.codec import encode_json_object, encode_time
 from storage.models import UndecryptedEvent
 
 if TYPE_CHECKING:
+    from storage.involvements import TeamRead
     from storage.transaction import Transaction
 
 NEXT_BATCH_KEY = "next_batch"
@@ -49,16 +50,22 @@ class SyncStateRepository:
         row = await self._tx.fetchone("SELECT 1 FROM inbox WHERE event_id = ?", (event_id,))
         return row is not None
 
-    async def is_new(self, event_id: str, room_id: str) -> bool:
-        """Whether the event was never handled, read with its room's family in one trip
-        (handling almost any event reads that first). A new one is then recorded with
-        `mark_processed_later`, in the same write transaction."""
+    async def is_new(self, event_id: str, room_id: str, *, people: bool = False) -> bool:
+        """Whether the event was never handled, read in one trip with its room's family and
+        the family's team (handling almost any event in a family room reads those first: a
+        command its sender's row, a membership change the member's), with the active members'
+        practitioner rows too if `people` (a command that shows them, `!whois`). A new one is
+        then recorded with `mark_processed_later`, in the same write transaction."""
+        team = self._tx.involvements.of_room(room_id, people=people)
 
-        def seen(connection: sqlite3.Connection) -> bool:
+        def seen(connection: sqlite3.Connection) -> tuple[bool, TeamRead]:
             sql = "SELECT 1 FROM inbox WHERE event_id = ?"
-            return bool(connection.execute(sql, (event_id,)).fetchall())
+            return bool(connection.execute(sql, (event_id,)).fetchall()), team(connection)
 
-        _, found = await self._tx.families.by_room_with(room_id, seen)
+        stamp = self._tx.writes
+        family, (found, read) = await self._tx.families.by_room_with(room_id, seen)
+        if family is not None:
+            self._tx.involvements.keep(family.id, read, stamp)
         return not found
 
     def mark_processed_later(self, event_id: str, room_id: str) -> None:

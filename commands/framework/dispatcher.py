@@ -58,6 +58,12 @@ class Dispatcher:
         self.registry = registry
         self.prefix = prefix
 
+    def shows_team(self, body: str) -> bool:
+        """Whether `body` runs a command that shows the team (`Command.shows_team`)."""
+        invocation = parse_invocation(body, self.prefix)
+        command = None if invocation is None else self.registry.get(invocation.name)
+        return command is not None and command.shows_team
+
     def accounts_named(self, body: str) -> list[str]:
         """The Matrix user ids a command that checks accounts names in its arguments, so the
         process can look them up before the command's transaction; [] for anything else."""

@@ -124,6 +124,9 @@ class Command:
     checks_accounts: bool = False
     """Whether the command asks if the Matrix accounts it names exist; the process looks them
     up before the command's database transaction begins (see `Dispatcher.accounts_named`)."""
+    shows_team: bool = False
+    """Whether the command shows the team with their practitioner rows (`!whois`); those are
+    read with the event's inbox check, in the transaction's first trip (`Dispatcher.shows_team`)."""
 
     def __post_init__(self) -> None:
         for name in (self.name, *self.aliases):
@@ -275,6 +278,7 @@ def command(
     permission_message: str = DEFAULT_PERMISSION_MESSAGE,
     converters: Mapping[str, Converter[object]] | None = None,
     checks_accounts: bool = False,
+    shows_team: bool = False,
 ) -> Callable[[Handler], Command]:
     """Declare an async handler as a command; `converters` overrides the choice by annotation."""
 
@@ -290,6 +294,7 @@ def command(
             permission=permission,
             permission_message=permission_message,
             checks_accounts=checks_accounts,
+            shows_team=shows_team,
         )
 
     return build

@@ -13,10 +13,12 @@ async def test_command_cost_explains_every_stage() -> None:
         assert set(figures["median_ms"]) == set(command_cost.STAGES)
         assert all(value > 0 for value in figures["median_ms"].values())
         assert figures["audit_intact"] is True
-        # BEGIN with the inbox row, the family (read once), its involvements (once), the
-        # team's practitioners, and the COMMIT, carrying the audit row (the chain's end read
-        # and the link made on the database thread), the reply and the sync token.
-        assert figures["trips"]["transaction"] <= 3
+        # BEGIN with the inbox check, the room's family, its team and the team's people;
+        # then the COMMIT, carrying the audit row (the chain's end read and the link made on
+        # the database thread), the reply, the sync token and the read of the reply as due.
+        assert figures["trips"]["transaction"] == 2
+        # The reply's lane: the "sent" transaction, with its COMMIT.
+        assert figures["trips"]["send"] <= 2
     assert result["council"]["rows"]["audit"] > 0, "the council database has history"
 
 

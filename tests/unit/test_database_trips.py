@@ -4,8 +4,9 @@ with the first statement, a savepoint is opened with its block's first write (an
 exactly its own writes), a write whose result nobody needs goes with the next trip (and one
 that fails there ends the transaction), so the sync token goes with the COMMIT, a plain read
 has no BEGIN or COMMIT and cannot write, a room's family and a family's involvements are
-read once per transaction until something is written, and reads wanted together go in one
-trip (an event's inbox check with its room's family, a team with its people)."""
+read once per transaction until something is written, reads wanted together go in one trip
+(an event's inbox check with its room's family and team, a team with its people), and a read
+of what a commit leaves goes with the COMMIT."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import pytest
 
 from bench.dbtime import DatabaseTime
 from bot.clock import ManualClock
-from storage import Database, Transaction
+from storage import Database, Family, Transaction
 
 ROOM = "!family:x"
 
@@ -261,16 +262,25 @@ async def test_a_task_cancelled_with_its_first_statement_on_the_way_leaves_nothi
         assert await tx.practitioners.get("@next:x") is not None
 
 
-async def test_a_familys_involvements_are_read_once_until_the_transaction_writes(
-    db: Database,
-) -> None:
+async def _seed_team(db: Database, *joined: str, left: str | None = None) -> Family:
+    """REF-1's team: each of `joined` with a practitioner row named by its first letter,
+    the first of them the lead, and `left` joined and gone."""
     async with db.transaction() as tx:
         family = await tx.families.by_reference("REF-1")
         assert family is not None
-        for user_id in ("@lead:x", "@b:x", "@gone:x"):
+        for user_id in (*joined, *([left] if left else [])):
+            await tx.practitioners.ensure(user_id, user_id[1:2].upper())
             await tx.involvements.upsert_membership(family.id, user_id, "join")
-        await tx.involvements.set_lead(family.id, "@lead:x")
-        await tx.involvements.upsert_membership(family.id, "@gone:x", "leave")
+        await tx.involvements.set_lead(family.id, joined[0])
+        if left:
+            await tx.involvements.upsert_membership(family.id, left, "leave")
+    return family
+
+
+async def test_a_familys_involvements_are_read_once_until_the_transaction_writes(
+    db: Database,
+) -> None:
+    family = await _seed_team(db, "@lead:x", "@b:x", left="@gone:x")
     meter = DatabaseTime()
     with meter.counting():
         async with db.read() as tx:
@@ -295,13 +305,7 @@ async def test_a_familys_involvements_are_read_once_until_the_transaction_writes
 
 
 async def test_a_team_and_its_people_are_read_in_one_trip(db: Database) -> None:
-    async with db.transaction() as tx:
-        family = await tx.families.by_reference("REF-1")
-        assert family is not None
-        for user_id in ("@lead:x", "@b:x", "@gone:x"):
-            await tx.practitioners.ensure(user_id, user_id[1:2].upper())
-            await tx.involvements.upsert_membership(family.id, user_id, "join")
-        await tx.involvements.upsert_membership(family.id, "@gone:x", "leave")
+    family = await _seed_team(db, "@lead:x", "@b:x", left="@gone:x")
     meter = DatabaseTime()
     with meter.counting():
         async with db.transaction() as tx:
@@ -315,6 +319,35 @@ async def test_a_team_and_its_people_are_read_in_one_trip(db: Database) -> None:
     assert sorted(people) == ["@b:x", "@lead:x"], "only the active team's people are read"
     assert people["@b:x"].display_name == "B"
     assert [row.role for row in again] == [None, "teacher"], "re-read after a write"
+
+
+async def test_an_events_inbox_check_reads_its_rooms_team_and_if_asked_its_people(
+    db: Database,
+) -> None:
+    family = await _seed_team(db, "@lead:x", "@b:x")
+    meter = DatabaseTime()
+    with meter.counting():
+        async with db.transaction() as tx:
+            assert await tx.sync.is_new("$whois", ROOM, people=True)
+            assert await tx.involvements.get(family.id, "@b:x") is not None
+            team, people = await tx.involvements.with_practitioners(family.id)
+            with_people = meter.calls
+        committed = meter.calls
+        async with db.transaction() as tx:
+            assert await tx.sync.is_new("$message", ROOM)
+            assert await tx.involvements.get(family.id, "@b:x") is not None
+            without = meter.calls - committed
+            await tx.involvements.with_practitioners(family.id)
+            people_later = meter.calls - committed - without
+            await tx.involvements.set_role(family.id, "@b:x", "teacher")
+            again = await tx.involvements.get(family.id, "@b:x")
+    assert (with_people, without, people_later) == (1, 1, 1), "one trip each, people apart"
+    assert [row.user_id for row in team] == ["@lead:x", "@b:x"]
+    assert people["@b:x"].display_name == "B"
+    assert again is not None
+    assert again.role == "teacher", "re-read after a write"
+    async with db.transaction() as tx:
+        assert await tx.sync.is_new("$elsewhere", "!no-family:x", people=True)
 
 
 async def _values(db: Database) -> list[str]:
