@@ -45,6 +45,19 @@ async def post_notice(
     )
 
 
+def post_notice_later(
+    tx: Transaction,
+    room_id: str,
+    message: Markup,
+    *cause: str,
+    priority: int = INTERACTIVE,
+    notify: bool = False,
+) -> None:
+    """`post_notice` with the transaction's next trip (a sweep queues thousands)."""
+    content = Reply.from_markup(message, notify=notify).to_content()
+    tx.outbox.enqueue_message_later(transaction_id(*cause), room_id, content, priority=priority)
+
+
 async def invite_user(
     tx: Transaction,
     room_id: str,
@@ -76,6 +89,14 @@ async def kick_user(
     return await tx.outbox.enqueue(
         transaction_id(*cause), room_id, KICK, payload, priority=priority
     )
+
+
+def kick_user_later(
+    tx: Transaction, room_id: str, user_id: str, reason: str, *cause: str, priority: int
+) -> None:
+    """`kick_user` (with nothing to announce) with the transaction's next trip."""
+    payload = {"user_id": user_id, "reason": reason}
+    tx.outbox.enqueue_later(transaction_id(*cause), room_id, KICK, payload, priority=priority)
 
 
 async def send_state(

@@ -188,6 +188,18 @@ class InvolvementRepository:
                 return Involvement.from_row(row)
         return None
 
+    async def leads(self, family_ids: Iterable[int]) -> dict[int, Involvement]:
+        """`lead` for several families in one query (those with none are left out)."""
+        rows = await self._tx.fetchall_in(
+            "SELECT * FROM involvement WHERE is_lead AND family_id IN ({in_list})"
+            " ORDER BY started_at, id",
+            family_ids,
+        )
+        found: dict[int, Involvement] = {}
+        for row in rows:  # the first in team order, as `lead`
+            found.setdefault(int(row["family_id"]), Involvement.from_row(row))
+        return found
+
     async def set_role(self, family_id: int, user_id: str, role: str | None) -> Involvement:
         current = await self._require_member(family_id, user_id)
         await self._update(current.id, "role = ?", (role,))
@@ -266,19 +278,26 @@ class InvolvementRepository:
 
     async def end(self, involvement_id: int, reason: EndReason) -> bool:
         """End an active involvement; False if it had already ended (its reason is kept)."""
+        changed = await self._tx.execute(*self._ending(involvement_id, reason))
+        if changed == 0:
+            await self._require(involvement_id)
+        return changed > 0
+
+    def end_later(self, involvement_id: int, reason: EndReason) -> None:
+        """`end` with the transaction's next trip, for a row just read (a sweep's lapses)."""
+        self._tx.write_later(*self._ending(involvement_id, reason))
+
+    def _ending(self, involvement_id: int, reason: EndReason) -> tuple[str, tuple[Any, ...]]:
         if reason not in END_REASONS:
             raise ValueError(
                 f"unknown end reason {reason!r}; expected one of {', '.join(sorted(END_REASONS))}"
             )
         now = encode_time(self._tx.now())
-        changed = await self._tx.execute(
+        return (
             "UPDATE involvement SET status = 'ended', ended_at = ?, end_reason = ?,"
             " next_prompt_at = NULL, updated_at = ? WHERE id = ? AND status = 'active'",
             (now, reason, now, involvement_id),
         )
-        if changed == 0:
-            await self._require(involvement_id)
-        return changed > 0
 
     async def delete_for_family(self, family_id: int) -> int:
         """Remove a purged family's roster and its prompts; rows of the roster removed."""

@@ -105,12 +105,21 @@ class OutboxRepository:
         )
 
     def enqueue_message_later(
-        self, txn_id: str, room_id: str, content: Mapping[str, Any]
+        self, txn_id: str, room_id: str, content: Mapping[str, Any], *,
+        priority: int = INTERACTIVE,
     ) -> None:
         """`enqueue_message` for a caller that need not know whether it was new (a reply): the
         row goes with the transaction's next trip (`run_later`)."""
-        payload = _event("m.room.message", content)
-        self._tx.write_later(*self._insert(txn_id, room_id, "message", payload, INTERACTIVE))
+        self.enqueue_later(txn_id, room_id, "message", _event("m.room.message", content),
+                           priority=priority)
+
+    def enqueue_later(
+        self, txn_id: str, room_id: str, kind: str, payload: Mapping[str, Any], *,
+        priority: int = INTERACTIVE,
+    ) -> None:
+        """`enqueue` with the transaction's next trip, for a caller that need not know
+        whether the item was new."""
+        self._tx.write_later(*self._insert(txn_id, room_id, kind, payload, priority))
 
     async def enqueue(
         self,

@@ -4,7 +4,7 @@ twice for the same due date, even across restarts.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -167,6 +167,21 @@ class PromptRepository:
         if changed == 0:
             await self._require(prompt_id)
         return changed > 0
+
+    async def answer_many(self, prompt_ids: Iterable[int], answer: PromptAnswer) -> set[int]:
+        """`answer` for a batch (a sweep's lapses), one statement per chunk; the ids answered
+        now (not those answered before: the first answer wins)."""
+        if answer not in PROMPT_ANSWERS:
+            raise ValueError(
+                f"unknown answer {answer!r}; expected one of {', '.join(sorted(PROMPT_ANSWERS))}"
+            )
+        rows = await self._tx.fetchall_in(
+            "UPDATE prompt SET answered_at = ?, answer = ?"
+            " WHERE answered_at IS NULL AND id IN ({in_list}) RETURNING id",
+            prompt_ids,
+            (encode_time(self._tx.now()), answer),
+        )
+        return {int(row["id"]) for row in rows}
 
     async def _update(self, prompt_id: int, assignments: str, params: tuple[Any, ...]) -> Prompt:
         """`assignments` is constant SQL from this module; every value is a bound parameter."""

@@ -46,11 +46,14 @@ class Loaded:
         practitioner = self.people.get(user_id)
         return None if practitioner is None else practitioner.display_name
 
-    async def lead(self, tx: Transaction, family_id: int) -> Involvement | None:
-        """The family's lead, read once per batch; a lapse of the lead updates the copy."""
-        if family_id not in self.leads:
-            self.leads[family_id] = await tx.involvements.lead(family_id)
-        return self.leads[family_id]
+    async def read_leads(self, tx: Transaction) -> None:
+        """Every family's lead, and the leads' names, in two queries (a lapse of the lead
+        updates the copy in `leads`)."""
+        found = await tx.involvements.leads(self.families)
+        self.leads = {family_id: found.get(family_id) for family_id in self.families}
+        missing = {lead.user_id for lead in found.values()} - set(self.people)
+        if missing:
+            self.people.update(await tx.practitioners.many(missing))
 
 
 @dataclass

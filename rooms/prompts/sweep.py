@@ -23,8 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
 from markup import Markup, blocks, paragraph, user
-from rooms.actions import kick_user, post_notice
-from rooms.people import named
+from rooms.actions import kick_user_later, post_notice_later
 from rooms.policy import TeamPolicy
 from rooms.prompts.asking import Loaded, plan_prompts, write_prompts
 from rooms.prompts.rendering import reminder_payload
@@ -206,6 +205,9 @@ async def _lapse_batch(
     report: SweepReport,
     after_id: int,
 ) -> int:
+    """Everything a batch needs is read first (a query per kind) and everything it writes
+    goes with its last statements: thousands of lapses cost a few trips a batch, not several
+    each, and hold the database's single writer that much less."""
     now = tx.now()
     prompts = await tx.prompts.awaiting_lapse(
         sent_before=now - settings.lapse_after,
@@ -216,98 +218,95 @@ async def _lapse_batch(
     )
     involvements = await tx.involvements.by_ids(prompt.involvement_id for prompt in prompts)
     loaded = await Loaded.of(tx, involvements.values())
-    audit_rows: list[tuple[int | None, dict[str, object]]] = []
+    await loaded.read_leads(tx)
+    admins = await _admin_chats(tx, policy, direct_rooms)
+    lapsing: list[tuple[Prompt, Involvement, Family, str]] = []
     for prompt in prompts:
         involvement = involvements.get(prompt.involvement_id)
-        if involvement is not None and await _lapse_one(
-            tx, prompt, involvement, loaded, settings, policy, direct_rooms, audit_rows
-        ):
-            report.lapsed += 1
+        family = None if involvement is None else loaded.families.get(involvement.family_id)
+        if involvement is not None and family is not None and family.room_id is not None:
+            lapsing.append((prompt, involvement, family, family.room_id))
+    answered = await tx.prompts.answer_many((row[0].id for row in lapsing), "lapsed")
+    audit_rows: list[tuple[int | None, dict[str, object]]] = []
+    for prompt, involvement, family, room_id in lapsing:
+        if prompt.id in answered:
+            audit_rows.append(
+                _lapse_one(tx, prompt, involvement, family, room_id, loaded, settings, policy,
+                           admins)
+            )
+    report.lapsed += len(audit_rows)
     await tx.audit.append_many(policy.bot_user_id, "lapse", audit_rows)
     return prompts[-1].id if prompts else after_id
 
 
-async def _lapse_one(
+def _lapse_one(
     tx: Transaction,
     prompt: Prompt,
     involvement: Involvement,
+    family: Family,
+    room_id: str,
     loaded: Loaded,
     settings: PromptSettings,
     policy: TeamPolicy,
-    direct_rooms: DirectRooms | None,
-    audit_rows: list[tuple[int | None, dict[str, object]]],
-) -> bool:
-    family = loaded.families.get(involvement.family_id)
-    if family is None or family.room_id is None:
-        return False
-    if not await tx.prompts.answer(prompt.id, "lapsed"):
-        return False
-    await tx.involvements.end(involvement.id, "lapsed")
+    admins: list[tuple[str, str]],
+) -> tuple[int | None, dict[str, object]]:
+    """Queue what one lapse writes (with the batch's later statements); its audit row."""
+    tx.involvements.end_later(involvement.id, "lapsed")
     cause = ("prompt", str(prompt.id), "lapse")
     removed = settings.remove_on_lapse and involvement.membership in ("invite", "join")
-    lead = await loaded.lead(tx, family.id)
+    lead = loaded.leads.get(family.id)
     lead_lapsed = lead is not None and lead.user_id == involvement.user_id
     has_lead = lead is not None and lead.is_active and not lead_lapsed
     if lead_lapsed and lead is not None:
         loaded.leads[family.id] = replace(lead, status="ended")
-    audit_rows.append(
-        (
-            family.id,
-            {
-                "user": involvement.user_id,
-                "prompt_id": prompt.id,
-                "removed": removed,
-                "was_lead": lead_lapsed,
-            },
-        )
-    )
     who = user(involvement.user_id, loaded.name(involvement.user_id))
     message = lapsed_text(who, removed, policy.command_prefix)
     parts: list[Markup] = []
     if has_lead and lead is not None:
-        parts.append(paragraph(await named(tx, lead.user_id, mention=True) + ": " + message))
+        lead_pill = user(lead.user_id, loaded.name(lead.user_id), mention=True)
+        parts.append(paragraph(lead_pill + ": " + message))
     else:
         parts.append(paragraph(message))
         parts.append(admin_request(policy.admins, lead_lapsed, policy.command_prefix))
     # The notice goes before the kick, so the person removed can still read why.
     # It asks the lead (or the administrators) to act, so it notifies them.
-    await post_notice(
-        tx, family.room_id, blocks(*parts), *cause, "notice", priority=BACKGROUND, notify=True
+    post_notice_later(
+        tx, room_id, blocks(*parts), *cause, "notice", priority=BACKGROUND, notify=True
     )
     if removed:
-        await kick_user(
-            tx,
-            family.room_id,
-            involvement.user_id,
-            LAPSE_KICK_REASON,
-            *cause,
-            "kick",
+        kick_user_later(
+            tx, room_id, involvement.user_id, LAPSE_KICK_REASON, *cause, "kick",
             priority=BACKGROUND,
         )
     if not has_lead:
-        await _report_to_admins(tx, family, who, policy, direct_rooms, cause, lead_lapsed)
-    return True
+        # Besides the mention in the family room (which reaches only administrators who are
+        # in it), a direct message to each administrator the bot shares an encrypted chat with.
+        text = admin_report_text(who, family.reference, lead_lapsed, policy.command_prefix)
+        for admin, chat in admins:
+            post_notice_later(
+                tx, chat, text, *cause, "admin", admin, priority=BACKGROUND, notify=True
+            )
+    details: dict[str, object] = {
+        "user": involvement.user_id,
+        "prompt_id": prompt.id,
+        "removed": removed,
+        "was_lead": lead_lapsed,
+    }
+    return family.id, details
 
 
-async def _report_to_admins(
-    tx: Transaction,
-    family: Family,
-    who: Markup,
-    policy: TeamPolicy,
-    direct_rooms: DirectRooms | None,
-    cause: tuple[str, ...],
-    lead_lapsed: bool,
-) -> None:
-    """Besides the mention in the family room (which reaches only admins who are in it), a
-    direct message to each administrator the bot already shares an encrypted chat with."""
+async def _admin_chats(
+    tx: Transaction, policy: TeamPolicy, direct_rooms: DirectRooms | None
+) -> list[tuple[str, str]]:
+    """Each administrator and the direct chat the bot shares with them, where it does."""
     if direct_rooms is None:
-        return
+        return []
+    found: list[tuple[str, str]] = []
     for admin in sorted(policy.admins):
         room_id = direct_rooms(admin)
         if room_id is None or await tx.families.by_room(room_id) is not None:
-            log.info("no direct chat with administrator %s to report a lapse in", admin)
+            log.info("no direct chat with administrator %s to report lapses in", admin)
             continue
-        message = admin_report_text(who, family.reference, lead_lapsed, policy.command_prefix)
-        await post_notice(
-            tx, room_id, message, *cause, "admin", admin, priority=BACKGROUND, notify=True
-        )
+        found.append((admin, room_id))
+    return found
+

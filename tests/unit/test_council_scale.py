@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bench.dbtime import DatabaseTime
-from bench.prompt_sweep import POLICY, SETTINGS, build
+from bench.prompt_sweep import POLICY, SETTINGS, build, mark_all_sent
 from bot.clock import ManualClock
 from rooms.prompts import sweep
 from rooms.prompts.asking import Loaded, plan_prompts, write_prompts
@@ -130,6 +130,53 @@ async def test_a_sweep_writes_a_batch_in_a_few_statements(tmp_path: Path) -> Non
             prompts = await tx.fetchall("SELECT id, involvement_id FROM prompt")
         assert len(items) == 500
         assert {item.payload["prompt_id"] for item in items} == {row[0] for row in prompts}
+
+
+async def test_a_lapse_sweep_costs_a_few_trips_a_batch_not_several_a_lapse(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "sweep.db"
+    await build(path, families=100, members=5)
+    clock = ManualClock(DUE)
+    async with await Database.open(path, clock=clock, audit_key=KEY) as db:
+        await sweep(db, SETTINGS, POLICY)
+        await mark_all_sent(db)
+        clock.advance(timedelta(days=3))
+        await sweep(db, SETTINGS, POLICY)  # the reminders
+        clock.advance(timedelta(days=11))
+        meter = DatabaseTime()
+        with meter.counting():
+            report = await sweep(db, SETTINGS, POLICY)
+        assert report.lapsed == 500
+        # Per batch: the prompts, their involvements, families, people, leads, the leads'
+        # names, the answers, the chain head and the audit rows, with BEGIN and COMMIT; the
+        # involvements ended and the notices and kicks queued go with those trips.
+        assert meter.calls <= 12 * report.batches + 2
+        async with db.read() as tx:
+            assert await tx.audit.verify() is None
+            assert await tx.audit.count("lapse") == 500
+            ended = await tx.fetchall(
+                "SELECT COUNT(*) FROM involvement WHERE status = 'ended' AND end_reason = 'lapsed'"
+            )
+            queued = await tx.fetchall(
+                "SELECT room_id, kind, json_extract(payload, '$.content.msgtype') AS type"
+                " FROM outbox WHERE priority = ?"
+                " AND sent_at IS NULL ORDER BY id",
+                (BACKGROUND,),
+            )
+        assert ended[0][0] == 500
+        lapse_items = [row for row in queued if row["kind"] == "kick" or row["type"]]
+        kicks = [row for row in lapse_items if row["kind"] == "kick"]
+        assert len(kicks) == 500
+        # In each room a member's notice (notifying its lead or the admins) comes before
+        # their kick.
+        seen_notice: dict[str, int] = {}
+        for row in lapse_items:
+            if row["kind"] == "message" and row["type"] == "m.text":
+                seen_notice[row["room_id"]] = seen_notice.get(row["room_id"], 0) + 1
+            elif row["kind"] == "kick":
+                assert seen_notice.get(row["room_id"], 0) > 0, "a kick before its notice"
+                seen_notice[row["room_id"]] -= 1
 
 
 async def test_an_involvement_that_ended_while_its_question_was_written_is_not_asked(
