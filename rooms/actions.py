@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from markup import Markup, Reply
-from storage import INTERACTIVE, Transaction, transaction_id
+from storage import INTERACTIVE, Transaction, message_payload, transaction_id
 
 NOTIFY_ROOM_KEY = "notify_room"
 """Payload key of a create_room item: the chat where the creator asked, told if it fails."""
@@ -24,6 +24,7 @@ that failed, say because its target had already gone, is never announced)."""
 
 INVITE = "invite"
 KICK = "kick"
+MESSAGE = "message"
 STATE = "state"
 CREATE_ROOM = "create_room"
 LEAVE = "leave"
@@ -45,17 +46,14 @@ async def post_notice(
     )
 
 
-def post_notice_later(
-    tx: Transaction,
-    room_id: str,
-    message: Markup,
-    *cause: str,
-    priority: int = INTERACTIVE,
-    notify: bool = False,
-) -> None:
-    """`post_notice` with the transaction's next trip (a sweep queues thousands)."""
+QueuedItem = tuple[str, str, str, dict[str, Any]]
+"""(transaction id, room id, kind, payload): one item of `enqueue_many`."""
+
+
+def notice_item(room_id: str, message: Markup, *cause: str, notify: bool = False) -> QueuedItem:
+    """`post_notice`'s item, for a batch that queues thousands (`enqueue_many`)."""
     content = Reply.from_markup(message, notify=notify).to_content()
-    tx.outbox.enqueue_message_later(transaction_id(*cause), room_id, content, priority=priority)
+    return transaction_id(*cause), room_id, MESSAGE, message_payload(content)
 
 
 async def invite_user(
@@ -83,20 +81,15 @@ async def kick_user(
     announce: Markup | None = None,
 ) -> bool:
     """Queue a kick; `announce` is posted as a notice only once the kick has succeeded."""
-    payload: dict[str, Any] = {"user_id": user_id, "reason": reason}
+    txn_id, _, kind, payload = kick_item(room_id, user_id, reason, *cause)
     if announce is not None:
         payload[ANNOUNCE_KEY] = Reply.from_markup(announce).to_content()
-    return await tx.outbox.enqueue(
-        transaction_id(*cause), room_id, KICK, payload, priority=priority
-    )
+    return await tx.outbox.enqueue(txn_id, room_id, kind, payload, priority=priority)
 
 
-def kick_user_later(
-    tx: Transaction, room_id: str, user_id: str, reason: str, *cause: str, priority: int
-) -> None:
-    """`kick_user` (with nothing to announce) with the transaction's next trip."""
-    payload = {"user_id": user_id, "reason": reason}
-    tx.outbox.enqueue_later(transaction_id(*cause), room_id, KICK, payload, priority=priority)
+def kick_item(room_id: str, user_id: str, reason: str, *cause: str) -> QueuedItem:
+    """A kick with nothing to announce, for `enqueue_many`."""
+    return transaction_id(*cause), room_id, KICK, {"user_id": user_id, "reason": reason}
 
 
 async def send_state(

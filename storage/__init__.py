@@ -36,6 +36,7 @@ from storage.outbox import (
     ORDERED_KINDS,
     LeaveOut,
     OutboxRepository,
+    message_payload,
     transaction_id,
 )
 from storage.practitioners import CONTACT_FIELDS, PractitionerRepository
@@ -76,6 +77,7 @@ __all__ = [
     "OutboxItem",
     "OutboxRepository",
     "Practitioner",
+    "message_payload",
     "transaction_id",
     "PractitionerRepository",
     "Prompt",

@@ -38,6 +38,10 @@ family `{family}`: its id (`?`) or the family of a room (`_OF_ROOM`)."""
 _OF_ROOM = "(SELECT id FROM family WHERE room_id = ?)"
 TeamRead = tuple[list[Any], list[Any] | None]
 """A family's involvement rows, and its active members' practitioner rows if they were read."""
+_END = (
+    "UPDATE involvement SET status = 'ended', ended_at = ?, end_reason = ?,"
+    " next_prompt_at = NULL, updated_at = ? WHERE status = 'active' AND {which}"
+)
 _DEFAULT_END_REASON: dict[str, EndReason] = {"leave": "left", "ban": "removed"}
 
 
@@ -278,26 +282,26 @@ class InvolvementRepository:
 
     async def end(self, involvement_id: int, reason: EndReason) -> bool:
         """End an active involvement; False if it had already ended (its reason is kept)."""
-        changed = await self._tx.execute(*self._ending(involvement_id, reason))
+        changed = await self._tx.execute(
+            _END.format(which="id = ?"), (*self._ending(reason), involvement_id)
+        )
         if changed == 0:
             await self._require(involvement_id)
         return changed > 0
 
-    def end_later(self, involvement_id: int, reason: EndReason) -> None:
-        """`end` with the transaction's next trip, for a row just read (a sweep's lapses)."""
-        self._tx.write_later(*self._ending(involvement_id, reason))
+    async def end_many(self, involvement_ids: Iterable[int], reason: EndReason) -> int:
+        """`end` for a batch (a sweep's lapses), one statement per chunk; how many ended."""
+        return await self._tx.execute_in(
+            _END.format(which="id IN ({in_list})"), involvement_ids, self._ending(reason)
+        )
 
-    def _ending(self, involvement_id: int, reason: EndReason) -> tuple[str, tuple[Any, ...]]:
+    def _ending(self, reason: EndReason) -> tuple[str, str, str]:
         if reason not in END_REASONS:
             raise ValueError(
                 f"unknown end reason {reason!r}; expected one of {', '.join(sorted(END_REASONS))}"
             )
         now = encode_time(self._tx.now())
-        return (
-            "UPDATE involvement SET status = 'ended', ended_at = ?, end_reason = ?,"
-            " next_prompt_at = NULL, updated_at = ? WHERE id = ? AND status = 'active'",
-            (now, reason, now, involvement_id),
-        )
+        return now, reason, now
 
     async def delete_for_family(self, family_id: int) -> int:
         """Remove a purged family's roster and its prompts; rows of the roster removed."""

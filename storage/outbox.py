@@ -101,25 +101,16 @@ class OutboxRepository:
     ) -> bool:
         """Queue a room event (encrypted on sending when the room is encrypted)."""
         return await self.enqueue(
-            txn_id, room_id, "message", _event(event_type, content), priority=priority
+            txn_id, room_id, "message", message_payload(content, event_type), priority=priority
         )
 
     def enqueue_message_later(
-        self, txn_id: str, room_id: str, content: Mapping[str, Any], *,
-        priority: int = INTERACTIVE,
+        self, txn_id: str, room_id: str, content: Mapping[str, Any]
     ) -> None:
         """`enqueue_message` for a caller that need not know whether it was new (a reply): the
         row goes with the transaction's next trip (`run_later`)."""
-        self.enqueue_later(txn_id, room_id, "message", _event("m.room.message", content),
-                           priority=priority)
-
-    def enqueue_later(
-        self, txn_id: str, room_id: str, kind: str, payload: Mapping[str, Any], *,
-        priority: int = INTERACTIVE,
-    ) -> None:
-        """`enqueue` with the transaction's next trip, for a caller that need not know
-        whether the item was new."""
-        self._tx.write_later(*self._insert(txn_id, room_id, kind, payload, priority))
+        payload = message_payload(content)
+        self._tx.write_later(*self._insert(txn_id, room_id, "message", payload, INTERACTIVE))
 
     async def enqueue(
         self,
@@ -387,6 +378,8 @@ class OutboxRepository:
             raise NotFoundError(f"no outbox item with id {item_id}")
 
 
-def _event(event_type: str, content: Mapping[str, Any]) -> dict[str, Any]:
+def message_payload(
+    content: Mapping[str, Any], event_type: str = "m.room.message"
+) -> dict[str, Any]:
     """A message item's payload: the room event to send."""
     return {"type": event_type, "content": dict(content)}

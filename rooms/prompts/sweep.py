@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
 from markup import Markup, blocks, paragraph, user
-from rooms.actions import kick_user_later, post_notice_later
+from rooms.actions import QueuedItem, kick_item, notice_item
 from rooms.policy import TeamPolicy
 from rooms.prompts.asking import Loaded, plan_prompts, write_prompts
 from rooms.prompts.rendering import reminder_payload
@@ -205,9 +205,9 @@ async def _lapse_batch(
     report: SweepReport,
     after_id: int,
 ) -> int:
-    """Everything a batch needs is read first (a query per kind) and everything it writes
-    goes with its last statements: thousands of lapses cost a few trips a batch, not several
-    each, and hold the database's single writer that much less."""
+    """Everything a batch needs is read first and everything it writes is a statement per
+    kind (a query per kind, not a few per row: thousands of lapses hold the database's single
+    writer for a few trips a batch)."""
     now = tx.now()
     prompts = await tx.prompts.awaiting_lapse(
         sent_before=now - settings.lapse_after,
@@ -227,20 +227,24 @@ async def _lapse_batch(
         if involvement is not None and family is not None and family.room_id is not None:
             lapsing.append((prompt, involvement, family, family.room_id))
     answered = await tx.prompts.answer_many((row[0].id for row in lapsing), "lapsed")
+    ended: list[int] = []
+    items: list[QueuedItem] = []
     audit_rows: list[tuple[int | None, dict[str, object]]] = []
     for prompt, involvement, family, room_id in lapsing:
         if prompt.id in answered:
+            ended.append(involvement.id)
             audit_rows.append(
-                _lapse_one(tx, prompt, involvement, family, room_id, loaded, settings, policy,
-                           admins)
+                _lapse_one(prompt, involvement, family, room_id, loaded, settings, policy,
+                           admins, items)
             )
     report.lapsed += len(audit_rows)
+    await tx.involvements.end_many(ended, "lapsed")
+    await tx.outbox.enqueue_many(items, priority=BACKGROUND)  # in order: a notice, its kick
     await tx.audit.append_many(policy.bot_user_id, "lapse", audit_rows)
     return prompts[-1].id if prompts else after_id
 
 
 def _lapse_one(
-    tx: Transaction,
     prompt: Prompt,
     involvement: Involvement,
     family: Family,
@@ -249,9 +253,9 @@ def _lapse_one(
     settings: PromptSettings,
     policy: TeamPolicy,
     admins: list[tuple[str, str]],
+    items: list[QueuedItem],
 ) -> tuple[int | None, dict[str, object]]:
-    """Queue what one lapse writes (with the batch's later statements); its audit row."""
-    tx.involvements.end_later(involvement.id, "lapsed")
+    """What one lapse sends, added to `items`; its audit row."""
     cause = ("prompt", str(prompt.id), "lapse")
     removed = settings.remove_on_lapse and involvement.membership in ("invite", "join")
     lead = loaded.leads.get(family.id)
@@ -270,22 +274,16 @@ def _lapse_one(
         parts.append(admin_request(policy.admins, lead_lapsed, policy.command_prefix))
     # The notice goes before the kick, so the person removed can still read why.
     # It asks the lead (or the administrators) to act, so it notifies them.
-    post_notice_later(
-        tx, room_id, blocks(*parts), *cause, "notice", priority=BACKGROUND, notify=True
-    )
+    items.append(notice_item(room_id, blocks(*parts), *cause, "notice", notify=True))
     if removed:
-        kick_user_later(
-            tx, room_id, involvement.user_id, LAPSE_KICK_REASON, *cause, "kick",
-            priority=BACKGROUND,
-        )
+        items.append(kick_item(room_id, involvement.user_id, LAPSE_KICK_REASON, *cause, "kick"))
     if not has_lead:
         # Besides the mention in the family room (which reaches only administrators who are
         # in it), a direct message to each administrator the bot shares an encrypted chat with.
         text = admin_report_text(who, family.reference, lead_lapsed, policy.command_prefix)
-        for admin, chat in admins:
-            post_notice_later(
-                tx, chat, text, *cause, "admin", admin, priority=BACKGROUND, notify=True
-            )
+        items.extend(
+            notice_item(chat, text, *cause, "admin", admin, notify=True) for admin, chat in admins
+        )
     details: dict[str, object] = {
         "user": involvement.user_id,
         "prompt_id": prompt.id,
