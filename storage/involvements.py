@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from storage.codec import decode_optional_time, encode_optional_time, encode_time
 from storage.errors import ConflictError, NotFoundError
@@ -36,19 +36,20 @@ _TEAM_PEOPLE = (
 """SQL: a family's rows in team order, and its active members' practitioner rows, for the
 family `{family}`: its id (`?`) or the family of a room (`_OF_ROOM`)."""
 _OF_ROOM = "(SELECT id FROM family WHERE room_id = ?)"
-TeamRead = tuple[list[Any], list[Any] | None]
+_TeamRead = tuple[list[Any], list[Any] | None]
 """A family's involvement rows, and its active members' practitioner rows if they were read."""
 _END = (
     "UPDATE involvement SET status = 'ended', ended_at = ?, end_reason = ?,"
     " next_prompt_at = NULL, updated_at = ? WHERE status = 'active' AND {which}"
 )
+T = TypeVar("T")
 _DEFAULT_END_REASON: dict[str, EndReason] = {"leave": "left", "ban": "removed"}
 
 
 class InvolvementRepository:
     def __init__(self, tx: Transaction) -> None:
         self._tx = tx
-        self._teams: UntilWrite[int, TeamRead] = UntilWrite(tx)
+        self._teams: UntilWrite[int, _TeamRead] = UntilWrite(tx)
 
     async def _family_rows(self, family_id: int) -> list[Any]:
         """A family's rows in team order, kept until the transaction next writes: a command
@@ -77,18 +78,22 @@ class InvolvementRepository:
             return team, await self._tx.practitioners.many(row.user_id for row in team)
         return team, {row["user_id"]: Practitioner.from_row(row) for row in people}
 
-    def of_room(
-        self, room_id: str, *, people: bool
-    ) -> Callable[[sqlite3.Connection], TeamRead]:
-        """Work that reads the team of the room's family (with its members' practitioner rows
-        if `people`), for a trip that reads other things too (an event's inbox check), and
-        `keep` to keep."""
-        return _team(room_id, _OF_ROOM, people=people)
+    async def with_room_team(
+        self, room_id: str, work: Callable[[sqlite3.Connection], T], *, people: bool
+    ) -> T:
+        """`work` (other reads: an event's inbox check) in one trip with the room's family
+        and its team (and, if `people`, the active members' practitioner rows), which are
+        kept for the transaction; what `work` returned."""
+        team = _team(room_id, _OF_ROOM, people=people)
 
-    def keep(self, family_id: int, read: TeamRead, stamp: int) -> None:
-        """Keep what `of_room` read when the write count was `stamp`, unless something wrote
-        since."""
-        self._teams.keep(family_id, read, stamp)
+        def both(connection: sqlite3.Connection) -> tuple[T, _TeamRead]:
+            return work(connection), team(connection)
+
+        stamp = self._tx.writes
+        family, (result, read) = await self._tx.families.by_room_with(room_id, both)
+        if family is not None:
+            self._teams.keep(family.id, read, stamp)
+        return result
 
     async def get(self, family_id: int, user_id: str) -> Involvement | None:
         for row in await self._family_rows(family_id):
@@ -345,8 +350,8 @@ class InvolvementRepository:
 
 def _team(
     key: object, family: str, *, people: bool
-) -> Callable[[sqlite3.Connection], TeamRead]:
-    def read(connection: sqlite3.Connection) -> TeamRead:
+) -> Callable[[sqlite3.Connection], _TeamRead]:
+    def read(connection: sqlite3.Connection) -> _TeamRead:
         rows = connection.execute(_FAMILY_ROWS.format(family=family), (key,)).fetchall()
         if not people:
             return rows, None

@@ -156,10 +156,7 @@ class PromptRepository:
 
     async def answer(self, prompt_id: int, answer: PromptAnswer) -> bool:
         """Record the answer; False if the prompt was already answered (the first answer wins)."""
-        if answer not in PROMPT_ANSWERS:
-            raise ValueError(
-                f"unknown answer {answer!r}; expected one of {', '.join(sorted(PROMPT_ANSWERS))}"
-            )
+        _check_answer(answer)
         changed = await self._tx.execute(
             "UPDATE prompt SET answered_at = ?, answer = ? WHERE id = ? AND answered_at IS NULL",
             (encode_time(self._tx.now()), answer, prompt_id),
@@ -171,10 +168,7 @@ class PromptRepository:
     async def answer_many(self, prompt_ids: Iterable[int], answer: PromptAnswer) -> set[int]:
         """`answer` for a batch (a sweep's lapses), one statement per chunk; the ids answered
         now (not those answered before: the first answer wins)."""
-        if answer not in PROMPT_ANSWERS:
-            raise ValueError(
-                f"unknown answer {answer!r}; expected one of {', '.join(sorted(PROMPT_ANSWERS))}"
-            )
+        _check_answer(answer)
         rows = await self._tx.fetchall_in(
             "UPDATE prompt SET answered_at = ?, answer = ?"
             " WHERE answered_at IS NULL AND id IN ({in_list}) RETURNING id",
@@ -198,3 +192,10 @@ class PromptRepository:
         if prompt is None:
             raise NotFoundError(f"no prompt with id {prompt_id}")
         return prompt
+
+
+def _check_answer(answer: str) -> None:
+    if answer not in PROMPT_ANSWERS:
+        raise ValueError(
+            f"unknown answer {answer!r}; expected one of {', '.join(sorted(PROMPT_ANSWERS))}"
+        )

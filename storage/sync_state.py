@@ -16,7 +16,6 @@ from storage.codec import encode_json_object, encode_time
 from storage.models import UndecryptedEvent
 
 if TYPE_CHECKING:
-    from storage.involvements import TeamRead
     from storage.transaction import Transaction
 
 NEXT_BATCH_KEY = "next_batch"
@@ -56,17 +55,12 @@ class SyncStateRepository:
         command its sender's row, a membership change the member's), with the active members'
         practitioner rows too if `people` (a command that shows them, `!whois`). A new one is
         then recorded with `mark_processed_later`, in the same write transaction."""
-        team = self._tx.involvements.of_room(room_id, people=people)
 
-        def seen(connection: sqlite3.Connection) -> tuple[bool, TeamRead]:
+        def seen(connection: sqlite3.Connection) -> bool:
             sql = "SELECT 1 FROM inbox WHERE event_id = ?"
-            return bool(connection.execute(sql, (event_id,)).fetchall()), team(connection)
+            return bool(connection.execute(sql, (event_id,)).fetchall())
 
-        stamp = self._tx.writes
-        family, (found, read) = await self._tx.families.by_room_with(room_id, seen)
-        if family is not None:
-            self._tx.involvements.keep(family.id, read, stamp)
-        return not found
+        return not await self._tx.involvements.with_room_team(room_id, seen, people=people)
 
     def mark_processed_later(self, event_id: str, room_id: str) -> None:
         """Record an event `is_new` found new as handled, with the COMMIT. Nothing can record
