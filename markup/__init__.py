@@ -10,19 +10,24 @@ never pings anybody by accident.
 from __future__ import annotations
 
 import html as _html
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, Final
 from urllib.parse import quote
 
 HTML_FORMAT = "org.matrix.custom.html"
 MATRIX_TO = "https://matrix.to/#/"
+_SPECIAL = re.compile("[&<>\"']")
+"""What `html.escape` replaces: most text has none of it and is returned as it is."""
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+"""In English whatever the machine's locale (`%b` would follow it), and without strftime."""
 
 
 def day(value: date) -> str:
     """A date as people write it ("2 Mar 2026"); a time would suggest false precision."""
-    return f"{value.day} {value:%b %Y}"
+    return f"{value.day} {_MONTHS[value.month - 1]} {value.year}"
 
 
 def long_day(value: date) -> str:
@@ -32,7 +37,7 @@ def long_day(value: date) -> str:
 
 def escape(text: str) -> str:
     """HTML-escape text, quotes included, so it is safe in element content and attributes."""
-    return _html.escape(text, quote=True)
+    return _html.escape(text, quote=True) if _SPECIAL.search(text) else text
 
 
 def pill(user_id: str, display_name: str | None = None) -> str:
@@ -47,13 +52,20 @@ def room_url(room_id: str, via: str | None = None) -> str:
     return url + (f"?via={quote(via, safe=':')}" if via else "")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Markup:
-    """Text and its HTML twin, kept in step; adding a plain `str` escapes it first."""
+    """Text and its HTML twin, kept in step; adding a plain `str` escapes it first.
 
-    body: str = ""
-    html: str = ""
-    mentions: tuple[str, ...] = ()
+    Immutable: `Final` makes the type checker refuse any assignment after construction. Not
+    `frozen=True`, whose checked `__init__` costs more than the rest of building the object
+    (a `!whois` answer builds a hundred of them)."""
+
+    body: Final[str] = ""
+    html: Final[str] = ""
+    mentions: Final[tuple[str, ...]] = ()
+
+    def __hash__(self) -> int:
+        return hash((self.body, self.html, self.mentions))
 
     def __add__(self, other: Markup | str) -> Markup:
         right = other if isinstance(other, Markup) else text(other)
@@ -78,7 +90,8 @@ def _as_markup(part: Markup | str) -> Markup:
 
 def text(value: str) -> Markup:
     """Plain (possibly user-supplied) text; line breaks survive in the HTML as `<br>`."""
-    return Markup(value, escape(value).replace("\n", "<br>"))
+    escaped = escape(value)
+    return Markup(value, escaped.replace("\n", "<br>") if "\n" in value else escaped)
 
 
 def code(value: str) -> Markup:

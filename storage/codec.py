@@ -34,6 +34,8 @@ def encode_optional_time(value: datetime | None) -> str | None:
 
 def decode_time(text: str) -> datetime:
     parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is UTC:  # as `encode_time` writes them
+        return parsed
     if parsed.tzinfo is None:
         raise ValueError(f"stored time {text!r} has no UTC offset")
     return parsed.astimezone(UTC)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import html
+from datetime import date
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from commands.framework.context import RoomKind
 from commands.framework.registry import CommandRegistry
@@ -13,6 +18,7 @@ from markup import (
     bold,
     bullet_list,
     code,
+    day,
     escape,
     lines,
     paragraph,
@@ -68,6 +74,18 @@ def test_escape_and_pill_escape_both_parts() -> None:
     assert pill("@sam:example.org") == (
         '<a href="https://matrix.to/#/@sam:example.org">@sam:example.org</a>'
     )
+
+
+@given(st.text(alphabet=st.sampled_from("ab \n&<>\"'é😀")) | st.text())
+def test_escape_and_text_give_what_the_standard_library_gives_for_any_text(value: str) -> None:
+    # Text with nothing to escape is passed through as it is: the result must not differ.
+    assert escape(value) == html.escape(value, quote=True)
+    assert text(value) == Markup(value, html.escape(value, quote=True).replace("\n", "<br>"))
+
+
+@given(st.dates())
+def test_a_day_is_written_as_people_write_it_for_any_date(value: date) -> None:
+    assert day(value) == f"{value.day} {value:%b} {value.year}"
 
 
 def test_markup_adds_strings_as_escaped_text() -> None:
