@@ -22,7 +22,8 @@ MATRIX_TO = "https://matrix.to/#/"
 _SPECIAL = re.compile("[&<>\"']")
 """What `html.escape` replaces: most text has none of it and is returned as it is."""
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-"""In English whatever the machine's locale (`%b` would follow it), and without strftime."""
+_WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+"""Both in English whatever the machine's locale (`%b` and `%a` would follow it)."""
 
 
 def day(value: date) -> str:
@@ -32,7 +33,7 @@ def day(value: date) -> str:
 
 def long_day(value: date) -> str:
     """A date with its weekday ("Mon 3 Aug 2026"), for days someone must act by."""
-    return f"{value:%a} {value.day} {value:%b %Y}"
+    return f"{_WEEKDAYS[value.weekday()]} {day(value)}"
 
 
 def escape(text: str) -> str:

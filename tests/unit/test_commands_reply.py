@@ -21,6 +21,7 @@ from markup import (
     day,
     escape,
     lines,
+    long_day,
     paragraph,
     pill,
     text,
@@ -84,8 +85,9 @@ def test_escape_and_text_give_what_the_standard_library_gives_for_any_text(value
 
 
 @given(st.dates())
-def test_a_day_is_written_as_people_write_it_for_any_date(value: date) -> None:
+def test_a_day_is_written_as_people_write_it_for_any_date_in_any_locale(value: date) -> None:
     assert day(value) == f"{value.day} {value:%b} {value.year}"
+    assert long_day(value) == f"{value:%a} {value.day} {value:%b} {value.year}"
 
 
 def test_markup_adds_strings_as_escaped_text() -> None:
