@@ -17,8 +17,11 @@ async def test_command_cost_explains_every_stage() -> None:
         # then the COMMIT, carrying the audit row (the chain's end read and the link made on
         # the database thread), the reply, the sync token and the read of the reply as due.
         assert figures["trips"]["transaction"] == 2
-        # The reply's lane: the "sent" transaction, with its COMMIT.
-        assert figures["trips"]["send"] <= 2
+        # The reply's lane leaves for the homeserver with no trip of its own; then the
+        # "sent" transaction, with its COMMIT.
+        assert figures["trips"]["hand-off"] == 0
+        assert figures["trips"]["sent mark"] <= 2
+        assert figures["path_ms"] < figures["total_ms"]
     assert result["council"]["rows"]["audit"] > 0, "the council database has history"
 
 
