@@ -8,7 +8,8 @@ copies of it measures, in the same run:
   audit rows);
 - writing the queued questions as the outbox sends them (a sample, one read each);
 - an idle sweep: nothing due, which is what runs every `prompts.sweep_every`;
-- 10,000 reminders, then 10,000 lapses (kicks and notices queued).
+- 10,000 reminders, then 10,000 lapses (kicks and notices queued);
+- writing the queued lapse notices as the outbox sends them (a sample, one read each).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from bot.clock import ManualClock
 from bot.working_hours import WorkingHours
 from rooms.policy import TeamPolicy
 from rooms.prompts import PromptSettings, SweepReport, queued_content, sweep
-from storage import Database
+from storage import Database, OutboxItem
 from storage.codec import encode_time
 
 LONDON = ZoneInfo("Europe/London")
@@ -151,6 +152,29 @@ async def write_when_sent(db: Database, limit: int) -> int:
     return len(items)
 
 
+async def last_item(db: Database) -> int:
+    async with db.read() as tx:
+        row = await tx.fetchone("SELECT COALESCE(MAX(id), 0) FROM outbox")
+    return 0 if row is None else int(row[0])
+
+
+async def write_notices_when_sent(db: Database, after_id: int, limit: int) -> int:
+    """The content hook for lapse notices queued after `after_id` (each in its own read, as
+    the sender does); a notice that carries its text (an older version) is sent as it is."""
+    async with db.read() as tx:
+        rows = await tx.fetchall(
+            "SELECT * FROM outbox WHERE id > ? AND kind = 'message' ORDER BY id LIMIT ?",
+            (after_id, limit),
+        )
+    for item in (OutboxItem.from_row(row) for row in rows):
+        if "content" in item.payload:
+            continue
+        async with db.read() as tx:
+            content = await queued_content(tx, item.room_id, item.payload, SETTINGS, POLICY)
+        assert content is not None
+    return len(rows)
+
+
 async def queued_bytes(db: Database) -> int:
     """What the outbox holds, in payload bytes: what the sweeps wrote into it."""
     async with db.read() as tx:
@@ -197,12 +221,17 @@ async def run(families: int, members: int) -> dict[str, object]:
                         lambda: sweep(db, SETTINGS, POLICY))
             figures["reminders"]["outbox_bytes"] = await queued_bytes(db) - after_first
             clock.advance(timedelta(days=11))
+            before_lapses, after_reminders = await last_item(db), await queued_bytes(db)
             await timed(figures, "lapses", f"lapse sweep: {total} lapses",
                         lambda: sweep(db, SETTINGS, POLICY))
+            figures["lapses"]["outbox_bytes"] = await queued_bytes(db) - after_reminders
+            await timed(figures, "notices", f"written when sent: {WRITTEN} lapse notices",
+                        lambda: write_notices_when_sent(db, before_lapses, WRITTEN))
             intact = await chain_intact(db)
     first, floor = figures["first"], figures["baseline"]
     print(f"\noutbox payloads written: {first['outbox_bytes'] / 1000:.0f} KB by the first sweep, "
-          f"{figures['reminders']['outbox_bytes'] / 1000:.0f} KB by the reminders")
+          f"{figures['reminders']['outbox_bytes'] / 1000:.0f} KB by the reminders, "
+          f"{figures['lapses']['outbox_bytes'] / 1000:.0f} KB by the lapses")
     print(f"first sweep: {first['database_ms'] / floor['database_ms']:.1f}x the baseline's "
           f"database time, {first['wall_ms'] / total * 1000:.0f} us per involvement; audit "
           f"chain {'intact' if intact else 'BROKEN'}")

@@ -78,7 +78,8 @@ async def _attachment(db: Database, client: AsyncClient, item: OutboxItem) -> At
 async def _content(
     db: Database, item: OutboxItem, prompts: PromptSettings, policy: TeamPolicy
 ) -> dict[str, Any] | None:
-    """The text of a question or reminder the sweep queued by name, written as it is sent."""
+    """The text of a question, reminder or lapse notice the sweep queued by name, written as
+    it is sent."""
     async with db.read() as tx:
         return await queued_content(tx, item.room_id, item.payload, prompts, policy)
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from markup import Markup, Reply
-from storage import INTERACTIVE, Transaction, message_payload, transaction_id
+from storage import INTERACTIVE, Transaction, transaction_id
 
 NOTIFY_ROOM_KEY = "notify_room"
 """Payload key of a create_room item: the chat where the creator asked, told if it fails."""
@@ -48,12 +48,6 @@ async def post_notice(
 
 QueuedItem = tuple[str, str, str, dict[str, Any]]
 """(transaction id, room id, kind, payload): one item of `enqueue_many`."""
-
-
-def notice_item(room_id: str, message: Markup, *cause: str, notify: bool = False) -> QueuedItem:
-    """`post_notice`'s item, for a batch that queues thousands (`enqueue_many`)."""
-    content = Reply.from_markup(message, notify=notify).to_content()
-    return transaction_id(*cause), room_id, MESSAGE, message_payload(content)
 
 
 async def invite_user(

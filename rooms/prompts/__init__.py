@@ -10,7 +10,8 @@ anyone. The package, by concern:
 - `answers`: `!confirm`, `!leave`, the ✅ / ❌ reactions and the poll, and what follows a sent
   prompt;
 - `wording`: what the bot says;
-- `rendering`: a queued question or reminder's text, written when the outbox sends it.
+- `rendering`: a queued question, reminder or lapse notice's text, written when the outbox
+  sends it.
 """
 
 from rooms.prompts.answers import (

@@ -32,7 +32,6 @@ class Loaded:
 
     families: dict[int, Family | None]
     people: dict[str, Practitioner]
-    leads: dict[int, Involvement | None] = field(default_factory=dict)
 
     @classmethod
     async def of(cls, tx: Transaction, involvements: Iterable[Involvement]) -> Loaded:
@@ -41,19 +40,6 @@ class Loaded:
         families: dict[int, Family | None] = {row.family_id: found.get(row.family_id)
                                               for row in rows}
         return cls(families, await tx.practitioners.many(row.user_id for row in rows))
-
-    def name(self, user_id: str) -> str | None:
-        practitioner = self.people.get(user_id)
-        return None if practitioner is None else practitioner.display_name
-
-    async def read_leads(self, tx: Transaction) -> None:
-        """Every family's lead, and the leads' names, in two queries (a lapse of the lead
-        updates the copy in `leads`)."""
-        found = await tx.involvements.leads(self.families)
-        self.leads = {family_id: found.get(family_id) for family_id in self.families}
-        missing = {lead.user_id for lead in found.values()} - set(self.people)
-        if missing:
-            self.people.update(await tx.practitioners.many(missing))
 
 
 @dataclass

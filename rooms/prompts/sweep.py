@@ -6,7 +6,8 @@ hours are open, does:
 
 1. lapses: reminded prompts still unanswered after `lapse_after` end the involvement as
    `lapsed`, remove the practitioner from the room (if `remove_on_lapse`), tell the lead in the
-   room, and report a lapsed lead to the administrators;
+   room, and report a lapsed lead to the administrators (each notice queued by name, like the
+   questions and reminders: its words are written when it is sent);
 2. reminders: prompts unanswered after `remind_after` get one reminder;
 3. prompts: involvements whose `next_prompt_at` has come get one question in their family room,
    mentioning the practitioner; those still away (`away_until`) wait until they are back.
@@ -22,21 +23,15 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
-from markup import Markup, blocks, paragraph, user
-from rooms.actions import QueuedItem, kick_item, notice_item
+from rooms.actions import MESSAGE, QueuedItem, kick_item
 from rooms.policy import TeamPolicy
 from rooms.prompts.asking import Loaded, plan_prompts, write_prompts
-from rooms.prompts.rendering import reminder_payload
+from rooms.prompts.rendering import lapse_payload, lapse_report_payload, reminder_payload
 from rooms.prompts.schedule import (
     PromptSettings,
     local_today,
 )
-from rooms.prompts.wording import (
-    LAPSE_KICK_REASON,
-    admin_report_text,
-    admin_request,
-    lapsed_text,
-)
+from rooms.prompts.wording import LAPSE_KICK_REASON
 from storage import (
     BACKGROUND,
     Database,
@@ -207,7 +202,7 @@ async def _lapse_batch(
 ) -> int:
     """Everything a batch needs is read first and everything it writes is a statement per
     kind (a query per kind, not a few per row: thousands of lapses hold the database's single
-    writer for a few trips a batch)."""
+    writer for a few trips a batch). No names are read: the notices are written when sent."""
     now = tx.now()
     prompts = await tx.prompts.awaiting_lapse(
         sent_before=now - settings.lapse_after,
@@ -217,13 +212,13 @@ async def _lapse_batch(
         limit=settings.batch_size,
     )
     involvements = await tx.involvements.by_ids(prompt.involvement_id for prompt in prompts)
-    loaded = await Loaded.of(tx, involvements.values())
-    await loaded.read_leads(tx)
+    families = await tx.families.many(row.family_id for row in involvements.values())
+    leads = await tx.involvements.leads(families)
     admins = await _admin_chats(tx, policy, direct_rooms)
     lapsing: list[tuple[Prompt, Involvement, Family, str]] = []
     for prompt in prompts:
         involvement = involvements.get(prompt.involvement_id)
-        family = None if involvement is None else loaded.families.get(involvement.family_id)
+        family = None if involvement is None else families.get(involvement.family_id)
         if involvement is not None and family is not None and family.room_id is not None:
             lapsing.append((prompt, involvement, family, family.room_id))
     answered = await tx.prompts.answer_many((row[0].id for row in lapsing), "lapsed")
@@ -234,8 +229,7 @@ async def _lapse_batch(
         if prompt.id in answered:
             ended.append(involvement.id)
             audit_rows.append(
-                _lapse_one(prompt, involvement, family, room_id, loaded, settings, policy,
-                           admins, items)
+                _lapse_one(prompt, involvement, family, room_id, leads, settings, admins, items)
             )
     report.lapsed += len(audit_rows)
     await tx.involvements.end_many(ended, "lapsed")
@@ -249,40 +243,40 @@ def _lapse_one(
     involvement: Involvement,
     family: Family,
     room_id: str,
-    loaded: Loaded,
+    leads: dict[int, Involvement],
     settings: PromptSettings,
-    policy: TeamPolicy,
     admins: list[tuple[str, str]],
     items: list[QueuedItem],
 ) -> tuple[int | None, dict[str, object]]:
-    """What one lapse sends, added to `items`; its audit row."""
+    """What one lapse sends, added to `items`; its audit row. The notices carry what is
+    decided now (removed or not, the lead's own lapse, which lead is told), not their words."""
     cause = ("prompt", str(prompt.id), "lapse")
     removed = settings.remove_on_lapse and involvement.membership in ("invite", "join")
-    lead = loaded.leads.get(family.id)
+    lead = leads.get(family.id)
     lead_lapsed = lead is not None and lead.user_id == involvement.user_id
-    has_lead = lead is not None and lead.is_active and not lead_lapsed
     if lead_lapsed and lead is not None:
-        loaded.leads[family.id] = replace(lead, status="ended")
-    who = user(involvement.user_id, loaded.name(involvement.user_id))
-    message = lapsed_text(who, removed, policy.command_prefix)
-    parts: list[Markup] = []
-    if has_lead and lead is not None:
-        lead_pill = user(lead.user_id, loaded.name(lead.user_id), mention=True)
-        parts.append(paragraph(lead_pill + ": " + message))
-    else:
-        parts.append(paragraph(message))
-        parts.append(admin_request(policy.admins, lead_lapsed, policy.command_prefix))
+        leads[family.id] = replace(lead, status="ended")
+    told = lead.user_id if lead is not None and lead.is_active and not lead_lapsed else None
     # The notice goes before the kick, so the person removed can still read why.
-    # It asks the lead (or the administrators) to act, so it notifies them.
-    items.append(notice_item(room_id, blocks(*parts), *cause, "notice", notify=True))
+    items.append((
+        transaction_id(*cause, "notice"),
+        room_id,
+        MESSAGE,
+        lapse_payload(prompt.id, removed=removed, lead_lapsed=lead_lapsed, told=told),
+    ))
     if removed:
         items.append(kick_item(room_id, involvement.user_id, LAPSE_KICK_REASON, *cause, "kick"))
-    if not has_lead:
+    if told is None:
         # Besides the mention in the family room (which reaches only administrators who are
         # in it), a direct message to each administrator the bot shares an encrypted chat with.
-        text = admin_report_text(who, family.reference, lead_lapsed, policy.command_prefix)
         items.extend(
-            notice_item(chat, text, *cause, "admin", admin, notify=True) for admin, chat in admins
+            (
+                transaction_id(*cause, "admin", admin),
+                chat,
+                MESSAGE,
+                lapse_report_payload(prompt.id, lead_lapsed=lead_lapsed),
+            )
+            for admin, chat in admins
         )
     details: dict[str, object] = {
         "user": involvement.user_id,

@@ -155,6 +155,22 @@ def lapsed_text(who: Markup, removed: bool, prefix: str) -> Markup:
     )
 
 
+def lapse_notice(
+    who: Markup,
+    removed: bool,
+    lead: Markup | None,
+    lead_lapsed: bool,
+    admins: Iterable[str],
+    prefix: str,
+) -> Markup:
+    """The family room's notice of a lapse: to the `lead` (a mention), or, with none to tell,
+    a request to the administrators."""
+    message = lapsed_text(who, removed, prefix)
+    if lead is not None:
+        return blocks(paragraph(lead + ": " + message))
+    return blocks(paragraph(message), admin_request(admins, lead_lapsed, prefix))
+
+
 def admin_request(admins: Iterable[str], lead_lapsed: bool, prefix: str) -> Markup:
     why = "They were this family's lead" if lead_lapsed else "This family has no active lead"
     request: Markup = text(why + ". ")

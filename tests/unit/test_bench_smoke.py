@@ -29,10 +29,12 @@ async def test_prompt_sweep_reports_wall_and_database_time() -> None:
     result = await prompt_sweep.run(families=20, members=2)
     assert result["involvements"] == 40
     assert result["audit_chain_intact"] is True
-    for key in ("baseline", "first", "idle", "reminders", "lapses"):
+    for key in ("baseline", "first", "idle", "reminders", "lapses", "notices"):
         figures = result[key]
         assert isinstance(figures, dict)
         assert figures["wall_ms"] >= figures["database_ms"] > 0
+    # A lapse's notice names its prompt and its kick its target: no text waits in the queue.
+    assert result["lapses"]["outbox_bytes"] < 300 * 40
 
 
 async def test_export_bench_measures_each_step() -> None:

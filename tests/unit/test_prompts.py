@@ -124,7 +124,7 @@ async def deliver(db: Database, client: FakeClient | None = None) -> FakeClient:
 
 
 async def written(db: Database, item: OutboxItem) -> dict[str, Any] | None:
-    """What the bot's content hook writes for a question or reminder queued by name."""
+    """What the bot's content hook writes for a question, reminder or lapse queued by name."""
     async with db.read() as tx:
         return await queued_content(tx, item.room_id, item.payload, SETTINGS, POLICY)
 
@@ -135,7 +135,7 @@ async def content_of(db: Database, item: OutboxItem) -> dict[str, Any]:
         content: dict[str, Any] = item.payload["content"]
         return content
     found = await written(db, item)
-    assert found is not None, "a question or reminder still to be sent"
+    assert found is not None, "a question, reminder or lapse notice still to be sent"
     return found
 
 
@@ -371,7 +371,7 @@ async def test_one_reminder_then_a_lapse_with_every_step_audited(
     items = await outbox(db)
     [kick] = [item for item in items if item.kind == "kick"]
     assert kick.payload == {"user_id": TEACHER, "reason": LAPSE_KICK_REASON}
-    told = messages(items)[-1].payload["content"]
+    told = await content_of(db, messages(items)[-1])
     assert told["m.mentions"] == {"user_ids": [LEAD]}
     assert "did not answer whether they are still involved" in told["body"]
     assert "removed them from this room" in told["body"]
@@ -414,14 +414,15 @@ async def test_a_lapsed_lead_is_reported_to_the_admins(db: Database, clock: Manu
     report = await do_sweep(db, direct_rooms=dms.get)
     assert report.lapsed == 1
     items = messages(await outbox(db))
-    in_room = items[-2].payload["content"]
+    in_room = await content_of(db, items[-2])
     assert items[-2].room_id == ROOM
     assert in_room["m.mentions"] == {"user_ids": [ADMIN]}
     assert "They were this family's lead" in in_room["body"]
     direct = items[-1]
     assert direct.room_id == DM
-    assert family.reference in direct.payload["content"]["body"]
-    assert "!lead @user:server" in direct.payload["content"]["body"]
+    direct_body = (await content_of(db, direct))["body"]
+    assert family.reference in direct_body
+    assert "!lead @user:server" in direct_body
     [entry] = await audits(db, "lapse")
     assert entry.detail["was_lead"] is True
 
