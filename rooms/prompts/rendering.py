@@ -135,11 +135,9 @@ async def queued_content(
     prompt_id = payload.get(PROMPT_PAYLOAD_KEY if kind == QUESTION else REMINDED_KEY)
     if kind not in (QUESTION, REMINDER) or not isinstance(prompt_id, int):
         return None
-    prompt = await tx.prompts.get(prompt_id)
+    prompt, involvement, family = await _prompt_rows(tx, prompt_id)
     if prompt is None or prompt.answered_at is not None:
         return None
-    involvement = await tx.involvements.by_id(prompt.involvement_id)
-    family = None if involvement is None else await tx.families.get(involvement.family_id)
     if involvement is None or not _still_asked(prompt, involvement, family, room_id):
         return None
     practitioner = await tx.practitioners.get(involvement.user_id)
@@ -150,6 +148,16 @@ async def queued_content(
     if prompt.reminded_at is None:
         return None
     return reminder_content(prompt, involvement, practitioner, settings, policy)
+
+
+async def _prompt_rows(
+    tx: Transaction, prompt_id: int
+) -> tuple[Prompt | None, Involvement | None, Family | None]:
+    """A prompt, its involvement and the involvement's family, as far as each still exists."""
+    prompt = await tx.prompts.get(prompt_id)
+    involvement = None if prompt is None else await tx.involvements.by_id(prompt.involvement_id)
+    family = None if involvement is None else await tx.families.get(involvement.family_id)
+    return prompt, involvement, family
 
 
 def _still_asked(
@@ -171,9 +179,9 @@ async def _lapse_content(
 ) -> dict[str, Any] | None:
     """A lapse as decided when it lapsed, in the words and names of now."""
     prompt_id = payload.get(LAPSED_KEY)
-    prompt = await tx.prompts.get(prompt_id) if isinstance(prompt_id, int) else None
-    involvement = None if prompt is None else await tx.involvements.by_id(prompt.involvement_id)
-    family = None if involvement is None else await tx.families.get(involvement.family_id)
+    _, involvement, family = (
+        await _prompt_rows(tx, prompt_id) if isinstance(prompt_id, int) else (None, None, None)
+    )
     if involvement is None or family is None or not family.is_open:
         return None
     reported = payload.get(RENDER_KEY) == LAPSE_REPORT

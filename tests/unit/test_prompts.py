@@ -75,6 +75,8 @@ class FakeClient:
         self.rooms: dict[str, Any] = {}
         self.sent: list[tuple[str, str, dict[str, Any], str]] = []
         self.kicks: list[tuple[str, str, str | None]] = []
+        self.done: list[tuple[str, str]] = []
+        """Sends (by transaction id) and kicks (by user), in the order they were made."""
 
     async def room_send(
         self,
@@ -85,10 +87,12 @@ class FakeClient:
         ignore_unverified_devices: bool = False,
     ) -> RoomSendResponse:
         self.sent.append((room_id, message_type, content, tx_id))
+        self.done.append(("send", tx_id))
         return RoomSendResponse(f"$ev-{tx_id}", room_id)
 
     async def room_kick(self, room_id: str, user_id: str, reason: str | None) -> RoomKickResponse:
         self.kicks.append((room_id, user_id, reason))
+        self.done.append(("kick", user_id))
         return RoomKickResponse()
 
     async def room_get_state_event(
