@@ -17,8 +17,9 @@ to a homeserver that does not answer (each try can take seconds) holds back neit
 replies nor any other room. A pass reads only what a free lane could take (never the items of a
 lane already running), and none runs while both pools are full. A transaction that queues a
 reply can hand it over (`hand_over`, then `take`): what is due is read in its COMMIT's trip and
-its lane starts at once, with no wake and no pass in between. The requests themselves are
-made by `bot.outbox_actions`.
+its lane starts at once, with no wake and no pass in between. Background sends wait while
+answers are on their way (`bot.foreground`). The requests themselves are made by
+`bot.outbox_actions`.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from nio import AsyncClient, ErrorResponse, RoomCreateResponse
 
 from bot.backoff import Backoff
 from bot.faults import CREATE_ROOM_RETURNED, NO_FAULTS, SEND_ACCEPTED, Faults
+from bot.foreground import Foreground
 from bot.lanes import Lanes
 from bot.metrics import Metrics
 from bot.outbox_actions import (
@@ -122,8 +124,13 @@ class OutboxSender:
         content: ContentHook | None = None,
         faults: Faults = NO_FAULTS,
         metrics: Metrics | None = None,
+        foreground: Foreground | None = None,
     ) -> None:
         self._metrics = metrics or Metrics()
+        self._foreground = foreground or Foreground()
+        self._held = 0.0
+        """Set by a pass that left background sends out for answers: how long until it may
+        ask again."""
         self._db = db
         self._on_room_created = on_room_created
         self._on_sent = on_sent
@@ -147,7 +154,9 @@ class OutboxSender:
         queued = tuple(tx.outbox.queued)
         due = None
         if queued and self._stop is not None and self._rooms.free + self._alone.free:
-            due = tx.outbox.due_after_commit(self._pass_rows(), **self._leave_out())
+            due = tx.outbox.due_after_commit(
+                self._pass_rows(), **self._leave_out(background=False)
+            )
         return Handover(queued, due, tx.now())
 
     def take(self, handover: Handover) -> None:
@@ -193,21 +202,29 @@ class OutboxSender:
     def _pass_rows(self) -> int:
         return min(50, PASS_ROWS_PER_LANE * (self._rooms.free + self._alone.free))
 
-    def _leave_out(self) -> LeaveOut:
+    def _leave_out(self, *, background: bool | None = None) -> LeaveOut:
         """What a pass does not read: the items of a lane already running (it sends its
-        room's later items when its turn comes again), those of a pool that is full."""
+        room's later items when its turn comes again), those of a pool that is full, and
+        background items while their lane is taken or answers go, unless `background` says
+        (a transaction handing its answer over reads none, a drain all)."""
+        if background is None:
+            lane_free = len(self._rooms.busy) < BACKGROUND_LANES
+            self._held = self._foreground.ask() if lane_free else 0.0
+            background = lane_free and not self._held
         return LeaveOut(
             busy_rooms=self._rooms.busy,
             busy_items=[int(key.removeprefix(ALONE)) for key in self._alone.busy],
             ordered=not self._rooms.full,
-            background=len(self._rooms.busy) < BACKGROUND_LANES,
+            background=background,
             standalone=not self._alone.full,
         )
 
-    async def _due(self, limit: int) -> tuple[list[OutboxItem], datetime]:
+    async def _due(
+        self, limit: int, *, background: bool | None = None
+    ) -> tuple[list[OutboxItem], datetime]:
         """The due items a lane could start for now."""
         async with self._db.read(snapshot=False) as tx:
-            return await tx.outbox.due(limit, **self._leave_out()), tx.now()
+            return await tx.outbox.due(limit, **self._leave_out(background=background)), tx.now()
 
     async def _wait_for_work(self, stop: asyncio.Event, *, lane_end: bool = False) -> None:
         """Until woken (new items, or a lane finished), stopped, or the next item is due; with
@@ -224,6 +241,9 @@ class OutboxSender:
                 # The earliest item may be one a running lane holds: look again when a lane
                 # ends (it wakes this loop), or soon, never in a busy loop.
                 timeout = max(timeout, BUSY_POLL_SECONDS)
+            if self._held:
+                # Background items wait for answers (they are due, so not in a busy loop).
+                timeout = max(timeout, self._held)
         wake_task = asyncio.ensure_future(self._wake.wait())
         stop_task = asyncio.ensure_future(stop.wait())
         try:
@@ -236,8 +256,8 @@ class OutboxSender:
 
     async def drain_once(self, limit: int = 50, *, stop: asyncio.Event | None = None) -> bool:
         """One pass: send the due items, lanes concurrently, and wait for every lane it
-        started; return True if anything was due."""
-        items, now = await self._due(limit)
+        started; return True if anything was due. Background items do not wait for quiet."""
+        items, now = await self._due(limit, background=True)
         started = self._start_lanes(items, now, stop)
         await asyncio.gather(*started)
         return bool(items)
@@ -259,6 +279,9 @@ class OutboxSender:
                 background = queued[0].priority < INTERACTIVE
                 spare = MAX_LANES - BACKGROUND_LANES if background else 0
                 task = self._rooms.start(key, self._run_lane(queued, now, stop), spare=spare)
+                if task is not None and not background:
+                    self._foreground.begin()
+                    task.add_done_callback(lambda _: self._foreground.end())
             if task is not None:
                 started[task] = queued
         return started
@@ -268,9 +291,12 @@ class OutboxSender:
     ) -> None:
         """Send one lane's items in order. When an ordered item of a room is not sent, the
         room's later items wait for the next pass, so "goodbye" never overtakes a kick that is
-        still to come. A stop request ends the lane between items."""
-        for item in items:
+        still to come. A stop request ends the lane between items, and so does an answer on
+        its way before a background item (the pass that started the lane let its first go)."""
+        for index, item in enumerate(items):
             if stop is not None and stop.is_set():
+                return
+            if index and item.priority < INTERACTIVE and self._foreground.busy:
                 return
             if not await self._attempt(item, now) and item.kind in ORDERED_KINDS:
                 return
