@@ -8,7 +8,10 @@ with an echoing client's says which part of the bot's own cost is the bot, and w
 homeserver serving it. The log's clock has millisecond resolution.
 
 The log also gives, for each request, the homeserver's CPU for it, its wait for a database
-connection, and its time in database transactions; the answer's send is split so.
+connection, and its time in database transactions; the answer's send is split so. And it says
+when each sync was asked for: of the answerer's waking, the part before the sync that brought
+the ask was even sent (the answerer busy with its last response) is the answerer's, not the
+homeserver's.
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ from datetime import datetime
 from pathlib import Path
 
 LEGS = ("ask_send", "answerer_woken", "answerer_own", "answer_send", "asker_woken")
-SEND_PARTS = ("answer_send_cpu", "answer_send_db_wait", "answer_send_db")
+SEND_PARTS = ("answer_send_cpu", "answer_send_db_wait", "answer_send_db", "answerer_not_waiting")
 """Of the answer's send: the homeserver's CPU, its wait for a database connection, and its
-time in database transactions (parts of `answer_send`, not legs of their own)."""
+time in database transactions; of the answerer's waking, the time from the ask stored to the
+answerer's next sync sent, when it was not waiting in one (parts of `answer_send` and
+`answerer_woken`, not legs of their own)."""
 _LINE = re.compile(
     r"^(\S+ \S+) - synapse\.access\.http\.\d+ - INFO - .*?\{(\S*)\} Processed request: "
     r"([\d.]+)sec/([\d.]+)sec ru=\(([\d.]+)sec, ([\d.]+)sec\) db=\(([\d.]+)sec/([\d.]+)sec/\d+\)"
@@ -93,7 +98,7 @@ def legs(requests: list[Request], asker: str, answerer: str, room_id: str
         for leg, seconds in zip((*LEGS, *SEND_PARTS), (
             ask.end - ask.start, sync.end - ask.end, answer.start - sync.end,
             answer.end - answer.start, told.end - answer.end,
-            answer.cpu, answer.db_wait, answer.db,
+            answer.cpu, answer.db_wait, answer.db, max(0.0, sync.start - ask.end),
         ), strict=True):
             found[leg].append(seconds)
     return found

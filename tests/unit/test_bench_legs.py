@@ -52,8 +52,23 @@ def test_each_leg_is_measured_from_the_log(log: Path) -> None:
         # Of the answer's send: the homeserver's CPU, its wait for a database connection,
         # and its time in transactions.
         "answer_send_cpu": [4], "answer_send_db_wait": [41], "answer_send_db": [6],
+        # The bot was waiting in that sync (asked for at 8.130) when the ask was stored.
+        "answerer_not_waiting": [0],
     }
     assert sum(found[leg][0] for leg in LEGS) == pytest.approx(0.220)
+
+
+def test_an_answerer_busy_when_the_ask_came_is_not_waiting_until_its_next_sync(
+    log: Path,
+) -> None:
+    """The sync that brings the ask was sent 20 ms after the ask was stored (the bot still
+    busy with its last response): those 20 ms of its waking are the bot's."""
+    text = log.read_text(encoding="utf-8").replace(
+        _line("10,130", BOT, 2.0, SYNC), _line("10,130", BOT, 0.010, SYNC))
+    log.write_text(text, encoding="utf-8")
+    found = legs(read_requests(log), ASKER, BOT, ROOM)
+    assert [round(s * 1000) for s in found["answerer_woken"]] == [30]
+    assert [round(s * 1000) for s in found["answerer_not_waiting"]] == [20]
 
 
 def test_an_answer_by_someone_else_is_not_a_round_trip(log: Path) -> None:
