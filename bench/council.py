@@ -51,6 +51,8 @@ WORKERS = 20
 TEAM = 12  # members of the latency room, the bot and its lead included
 CASES_FAMILIES = 384
 SETTLE_STILL_SECONDS = 300
+UNASKED_SECONDS = 5.0
+"""How long background sends are counted with nobody asking, after the sweep's figures."""
 
 
 def summary(samples: list[float]) -> dict[str, float]:
@@ -420,9 +422,10 @@ class Suite:
     async def during_sweep(self, idle_p95_ms: float) -> dict[str, Any]:
         """`!whois` while a sweep over `--due` involvements writes its batches (from when they
         fall due, up to `sweep_every` before the sweep starts, to when it has finished), then
-        while the outbox sends the prompts it queued (for `--seconds` at most). Every other
-        client is paused, as for the idle figure: twenty clients in this process decrypting the
-        prompts in their rooms would be timed too."""
+        while the outbox sends the prompts it queued (for `--seconds` at most), and last how
+        fast those go with nobody asking (they give way to answers). Every other client is
+        paused, as for the idle figure: twenty clients in this process decrypting the prompts
+        in their rooms would be timed too."""
         alice = self.workers[0]
         log_start = self.bot.log_path.stat().st_size
 
@@ -449,9 +452,13 @@ class Suite:
                 sending.append(await whois())
             sent = await asyncio.to_thread(self.background_sent) - before
             sending_s = time.perf_counter() - sending_started
+            before = await asyncio.to_thread(self.background_sent)
+            await asyncio.sleep(UNASKED_SECONDS)
+            unasked = await asyncio.to_thread(self.background_sent) - before
         result: dict[str, Any] = {
             "due": due, "idle_p95_ms": idle_p95_ms, "swept": swept(), "swept_after_s": swept_s,
-            "background_sent_while_asking": sent, "background_sent_per_second": sent / sending_s}
+            "background_sent_while_asking": sent, "background_sent_per_second": sent / sending_s,
+            "background_sent_per_second_unasked": unasked / UNASKED_SECONDS}
         for name, samples in (("during_batches", writing), ("during_sends", sending)):
             if samples:
                 figures = summary(samples)
@@ -511,7 +518,8 @@ def print_sweep(sweep: dict[str, Any]) -> None:
           f"{sweep['idle_p95_ms']:.1f} ms; swept {sweep['swept_after_s']:.1f} s after they "
           "fell due, "
           f"{sweep['background_sent_while_asking']} background sends while asking, "
-          f"{sweep['background_sent_per_second']:.1f}/s):")
+          f"{sweep['background_sent_per_second']:.1f}/s; with nobody asking "
+          f"{sweep['background_sent_per_second_unasked']:.1f}/s):")
     for name in ("during_batches", "during_sends"):
         if name in sweep:
             f = sweep[name]

@@ -42,3 +42,5 @@ async def test_council_bench_produces_every_figure(tmp_path: Path) -> None:
     sweep = results["sweep"]
     assert sweep["swept"] is True, sweep
     assert sweep["during_batches"]["n"] > 0
+    assert sweep["background_sent_per_second_unasked"] > 0, "prompts go once nobody asks"
+    assert step["latency"]["legs"]["whois"]["answerer_not_waiting"]["n"] > 0
