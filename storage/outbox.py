@@ -43,7 +43,8 @@ leaves stand alone, so an invite to a server that does not answer holds nothing 
 class LeaveOut(TypedDict, total=False):
     """What `due` leaves out, the sender sending it already: the ordered items of
     `busy_rooms`, the stand-alone `busy_items`, every ordered item unless `ordered`, every
-    ordered `BACKGROUND` one unless `background`, every stand-alone one unless `standalone`."""
+    `BACKGROUND` one unless `background` (by priority, so a backlog of thousands is not walked
+    to be left out), every stand-alone one unless `standalone`."""
 
     busy_rooms: Collection[str]
     busy_items: Collection[int]
@@ -201,29 +202,28 @@ class OutboxRepository:
         wanted = (
             f" AND {_NOT_WAITING_BEHIND.format(until=':now')}"  # noqa: S608 - constant SQL
             " AND (CASE WHEN item.kind IN ('message', 'kick', 'state')"
-            "   THEN :ordered AND (:background OR item.priority >= :interactive)"
-            "   AND item.room_id NOT IN (SELECT value FROM json_each(:busy_rooms))"
+            "   THEN :ordered AND item.room_id NOT IN (SELECT value FROM json_each(:busy_rooms))"
             "   ELSE :standalone AND item.id NOT IN (SELECT value FROM json_each(:busy_items))"
             "   END)"
         )
-        # Items never held, walked in order (`outbox_fresh`), and the held ones whose time
-        # has come, found by it (`outbox_next_attempt`), not by walking every held one.
+        # Items never held, walked in order (`outbox_fresh`, from the lowest priority wanted:
+        # background ones left out are not walked), and the held ones whose time has come,
+        # found by it (`outbox_held`), not by walking every pending one.
         return (
             "SELECT * FROM (SELECT * FROM outbox AS item"  # noqa: S608 - constant SQL
             " WHERE sent_at IS NULL AND failed_at IS NULL AND next_attempt_at IS NULL"
-            f"{wanted} ORDER BY priority DESC, id LIMIT :limit)"
-            " UNION ALL SELECT * FROM outbox AS item INDEXED BY outbox_next_attempt"
+            f" AND priority >= :lowest{wanted} ORDER BY priority DESC, id LIMIT :limit)"
+            " UNION ALL SELECT * FROM outbox AS item INDEXED BY outbox_held"
             " WHERE sent_at IS NULL AND failed_at IS NULL"
-            " AND COALESCE(next_attempt_at, created_at) <= :now AND next_attempt_at IS NOT NULL"
-            f"{wanted} ORDER BY priority DESC, id LIMIT :limit",
+            " AND next_attempt_at IS NOT NULL AND next_attempt_at <= :now"
+            f" AND priority >= :lowest{wanted} ORDER BY priority DESC, id LIMIT :limit",
             {
                 "now": encode_time(self._tx.now()),
                 "limit": limit,
                 "busy_rooms": json.dumps(sorted(leave_out.get("busy_rooms", ()))),
                 "busy_items": json.dumps(sorted(leave_out.get("busy_items", ()))),
                 "ordered": leave_out.get("ordered", True),
-                "background": leave_out.get("background", True),
-                "interactive": INTERACTIVE,
+                "lowest": BACKGROUND if leave_out.get("background", True) else INTERACTIVE,
                 "standalone": leave_out.get("standalone", True),
             },
         )

@@ -13,7 +13,7 @@ import pytest
 from bot.auditkey import AuditKeyError, load_audit_key
 from storage import Database
 from storage.audit import PSEUDONYM_PREFIX, content_hash, link_hash
-from storage.migrations import _SCHEMA_V1
+from storage.schema import SCHEMA_V1
 
 KEY = bytes(range(32))
 OTHER_KEY = bytes(32)
@@ -105,7 +105,7 @@ async def test_upgrading_keys_the_existing_chain_and_records_what_it_found(
 ) -> None:
     path = tmp_path / "old.sqlite3"
     with sqlite3.connect(path) as conn:
-        for statement in _SCHEMA_V1:
+        for statement in SCHEMA_V1:
             conn.execute(statement)
         conn.execute("PRAGMA user_version = 1")
         prev = "0" * 64

@@ -1,13 +1,15 @@
 """What keeps the bot's cost flat at a council's size: bulk writes are one statement per batch
 (and the audit chain they write still verifies), the sweep writes a question only for an
-involvement nothing changed meanwhile, and the outbox's "when is the next item due" is an index
-look-up rather than a walk over every pending item."""
+involvement nothing changed meanwhile, and the outbox's "when is the next item due" and "what
+is due" are index look-ups rather than walks over every pending item."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -109,6 +111,50 @@ async def test_the_next_due_time_is_an_index_look_up(db: Database) -> None:
             " WHERE sent_at IS NULL AND failed_at IS NULL"
         )
     assert any("outbox_next_attempt" in str(row[3]) for row in plan)
+
+
+def _steps(path: Path, sql: str, params: dict[str, Any]) -> int:
+    """SQLite's virtual machine steps (in hundreds) to run a query: what it reads, untimed."""
+    steps = 0
+
+    def count() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    with sqlite3.connect(path) as conn:
+        conn.set_progress_handler(count, 100)
+        conn.execute(sql, params).fetchall()
+    return steps
+
+
+async def test_what_is_due_is_read_without_walking_a_backlog(tmp_path: Path) -> None:
+    """With a sweep's prompts waiting (and one item held), reading what is due costs the same
+    whether a hundred or three thousand wait: the background ones left out (an answer's
+    COMMIT reads them so) are not walked, nor are the never-held ones when looking for held
+    ones whose time has come."""
+    cost: dict[int, dict[bool, int]] = {}
+    for backlog in (100, 3000):
+        path = tmp_path / f"backlog{backlog}.db"
+        async with await Database.open(path, clock=ManualClock(START)) as db:
+            async with db.transaction() as tx:
+                await tx.outbox.enqueue_many(
+                    [(f"t{n}", f"!r{n % 500}:x", "message", {"render": "prompt"})
+                     for n in range(backlog)],
+                    priority=BACKGROUND,
+                )
+                await tx.outbox.enqueue("held", "!invite:x", "invite", {"user_id": "@n:x"})
+                item = await tx.outbox.get("held")
+                assert item is not None
+                await tx.outbox.mark_retry(item.id, "later", START + timedelta(hours=1))
+                queries = {background: tx.outbox._due_query(24, {"background": background})
+                           for background in (False, True)}
+                assert len(await tx.outbox.due(24, background=False)) == 0
+                assert len(await tx.outbox.due(24)) == 24
+        cost[backlog] = {background: _steps(path, *query)
+                         for background, query in queries.items()}
+    for background in (False, True):
+        assert cost[3000][background] <= 2 * cost[100][background] + 5, cost
 
 
 async def test_a_sweep_writes_a_batch_in_a_few_statements(tmp_path: Path) -> None:

@@ -10,7 +10,8 @@ import pytest
 
 from bot.clock import ManualClock
 from storage import LATEST_VERSION, MIGRATIONS, Database
-from storage.migrations import _SCHEMA_V1, run_migrations
+from storage.migrations import run_migrations
+from storage.schema import SCHEMA_V1
 from tests.unit.test_team_commands_support import (
     ADMIN,
     LEAD,
@@ -111,7 +112,7 @@ async def test_earlier_records_are_carried_into_the_history(tmp_path: Path) -> N
     path = tmp_path / "old.db"
     # A database as an earlier release left it, with one family's records in its columns.
     with sqlite3.connect(path) as conn:
-        for statement in _SCHEMA_V1:
+        for statement in SCHEMA_V1:
             conn.execute(statement)
         conn.execute("PRAGMA user_version = 1")
         conn.execute(

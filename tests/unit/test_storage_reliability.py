@@ -464,12 +464,12 @@ async def test_replies_go_before_queued_background_work(db: Database) -> None:
 
 async def test_version_one_outbox_rows_survive_the_priority_migration(tmp_path: Path) -> None:
     from storage import LATEST_VERSION
-    from storage.migrations import _SCHEMA_V1
+    from storage.schema import SCHEMA_V1
 
     path = tmp_path / "old.db"
     # A database as the first release left it: the version 1 schema and a pending item.
     with sqlite3.connect(path) as conn:
-        for statement in _SCHEMA_V1:
+        for statement in SCHEMA_V1:
             conn.execute(statement)
         conn.execute("PRAGMA user_version = 1")
         conn.execute(
@@ -568,11 +568,11 @@ async def test_the_senders_pass_does_not_walk_the_messages_waiting_behind_held_o
 
 
 async def test_an_upgrade_gives_the_messages_behind_a_held_one_its_time(db_path: Path) -> None:
-    from storage.migrations import _SCHEMA_V1
+    from storage.schema import SCHEMA_V1
 
     held_until = "2026-11-26T10:00:00.000000+00:00"
     with sqlite3.connect(db_path) as conn:  # as the first release left it
-        for statement in _SCHEMA_V1:
+        for statement in SCHEMA_V1:
             conn.execute(statement)
         conn.execute("PRAGMA user_version = 1")
         rows = [("head", ROOM_A, held_until), ("behind", ROOM_A, None), ("other", ROOM_B, None)]
