@@ -40,7 +40,7 @@ from typing import Any
 from nio import AsyncClient, AsyncClientConfig, Event, RoomMessageText, SyncResponse
 
 from bench import mirroring
-from bench.legs import LEGS, SEND_PARTS, legs, read_requests
+from bench.legs import LEGS, PARTS, legs, read_requests
 from bench.seeding import Council, add_lead_families, add_rooms, make_due, write_families
 from bot.devserver import LocalSynapse, free_port
 from devkit.botproc import BotProcess, write_bot_config
@@ -498,7 +498,7 @@ def print_step(step: dict[str, Any]) -> None:
           f" against the echo in every room {lat['own_cost_vs_every_room_ms']:+5.1f} ms")
     print(f"  {'leg (median ms)':<19} {'floor':>7} {'whois':>7} {'beyond':>7}"
           f" {'every room':>11}")
-    for leg in (*LEGS, *SEND_PARTS):
+    for leg in (*LEGS, *PARTS):
         echo, bot, every = (lat["legs"][path][leg]["median_ms"]
                             for path in ("floor", "whois", "floor_in_every_room"))
         print(f"  {leg:<19} {echo:7.1f} {bot:7.1f} {bot - echo:+7.1f} {every:11.1f}")

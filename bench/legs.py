@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 
 LEGS = ("ask_send", "answerer_woken", "answerer_own", "answer_send", "asker_woken")
-SEND_PARTS = ("answer_send_cpu", "answer_send_db_wait", "answer_send_db", "answerer_not_waiting")
+PARTS = ("answer_send_cpu", "answer_send_db_wait", "answer_send_db", "answerer_not_waiting")
 """Of the answer's send: the homeserver's CPU, its wait for a database connection, and its
 time in database transactions; of the answerer's waking, the time from the ask stored to the
 answerer's next sync sent, when it was not waiting in one (parts of `answer_send` and
@@ -80,7 +80,7 @@ def legs(requests: list[Request], asker: str, answerer: str, room_id: str
     sends = [request for request in requests if request.sends_to(room_id)]
     woken = [r for r in requests if r.user == answerer and r.is_sync]
     seen = [r for r in requests if r.user == asker and r.is_sync]
-    found: dict[str, list[float]] = {leg: [] for leg in (*LEGS, *SEND_PARTS)}
+    found: dict[str, list[float]] = {leg: [] for leg in (*LEGS, *PARTS)}
     for ask, answer in itertools.pairwise(sends):
         if ask.user != asker or answer.user != answerer:
             continue
@@ -95,7 +95,7 @@ def legs(requests: list[Request], asker: str, answerer: str, room_id: str
         if not brought or told is None:
             continue
         sync = brought[-1]
-        for leg, seconds in zip((*LEGS, *SEND_PARTS), (
+        for leg, seconds in zip((*LEGS, *PARTS), (
             ask.end - ask.start, sync.end - ask.end, answer.start - sync.end,
             answer.end - answer.start, told.end - answer.end,
             answer.cpu, answer.db_wait, answer.db, max(0.0, sync.start - ask.end),

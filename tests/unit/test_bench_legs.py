@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.legs import LEGS, SEND_PARTS, legs, read_requests
+from bench.legs import LEGS, PARTS, legs, read_requests
 
 ROOM = "!team:localhost"
 ASKER, BOT, OTHER = "@alice:localhost", "@patchwork:localhost", "@bob:localhost"
@@ -73,7 +73,7 @@ def test_an_answerer_busy_when_the_ask_came_is_not_waiting_until_its_next_sync(
 
 def test_an_answer_by_someone_else_is_not_a_round_trip(log: Path) -> None:
     assert legs(read_requests(log), ASKER, OTHER, ROOM) == {
-        leg: [] for leg in (*LEGS, *SEND_PARTS)}
+        leg: [] for leg in (*LEGS, *PARTS)}
 
 
 def test_reading_starts_where_it_is_told(log: Path) -> None:

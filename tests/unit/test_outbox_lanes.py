@@ -1,6 +1,7 @@
 """The outbox's pass loop at a council's size: it never re-reads the items of lanes already
 running nor queries while every lane is busy, a busy room's backlog never hides another room's
-reply, and a send to a room the sync has not brought yet waits for it instead of failing."""
+reply, a send to a room the sync has not brought yet waits for it instead of failing, and
+background sends wait while a reply is on its way."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from nio import LocalProtocolError, RoomInviteResponse, RoomSendResponse
 
 from bench.dbtime import DatabaseTime
 from bot.clock import ManualClock
+from bot.foreground import Foreground
 from bot.outbox import BACKGROUND_LANES, MAX_LANES, OutboxSender
 from storage import Database
 from storage.outbox import BACKGROUND, OutboxRepository
@@ -317,4 +319,76 @@ async def test_a_reply_handed_over_with_its_commit_starts_at_once_with_no_pass(
         client.release.set()
         stop.set()
         wake()
+        await running
+
+
+async def test_prompts_wait_while_a_reply_is_on_its_way_and_go_after_it(db: Database) -> None:
+    """A reply hangs at the homeserver; the prompts queued meanwhile stay unsent until it has
+    gone and the quiet after it has passed, then all go, in order."""
+    client = HangingClient()
+    client.hanging.add(IDLE)
+    foreground = Foreground(quiet=0.2, patience=30.0)
+    out = OutboxSender(db, client, foreground=foreground)  # type: ignore[arg-type]
+    stop = asyncio.Event()
+    running = asyncio.create_task(out.run(stop))
+    prompted = [f"!prompted{n}:council.example" for n in range(3)]
+    try:
+        await _queue(db, IDLE, "reply")
+        out.wake()
+        await _until(lambda: IDLE in client.in_flight, "the reply's send")
+        async with db.transaction() as tx:
+            for room_id in prompted:
+                await tx.outbox.enqueue_message(
+                    f"t-{room_id}", room_id, {"body": "still involved?"}, priority=BACKGROUND
+                )
+        out.wake()
+        await asyncio.sleep(0.3)
+        assert client.sent == [], "no prompt while the reply is on its way"
+        client.release.set()
+        await _until(lambda: client.sent == [(IDLE, "reply")], "the reply")
+        replied = asyncio.get_running_loop().time()
+        await _until(lambda: len(client.sent) == 4, "the prompts, after the quiet")
+        assert asyncio.get_running_loop().time() - replied >= 0.15, "seen up to 0.01 s late"
+        assert [room for room, _ in client.sent[1:]] == prompted
+    finally:
+        client.release.set()
+        stop.set()
+        out.wake()
+        await running
+
+
+async def test_a_background_lane_stops_between_prompts_for_a_reply(db: Database) -> None:
+    """A room's prompts go one after another until a reply is handed over elsewhere: the
+    lane stops before its next prompt, which goes once the reply has and the quiet passed."""
+    client = HangingClient()
+    room = "!prompted:council.example"
+    client.hanging.add(room)
+    foreground = Foreground(quiet=0.2, patience=30.0)
+    out = OutboxSender(db, client, foreground=foreground)  # type: ignore[arg-type]
+    stop = asyncio.Event()
+    running = asyncio.create_task(out.run(stop))
+    try:
+        async with db.transaction() as tx:
+            for n in range(3):
+                await tx.outbox.enqueue_message(
+                    f"t-prompt-{n}", room, {"body": f"prompt {n}"}, priority=BACKGROUND
+                )
+        out.wake()
+        await _until(lambda: room in client.in_flight, "the first prompt's send")
+        async with db.transaction() as tx:
+            tx.outbox.enqueue_message_later("t-reply", IDLE, {"body": "reply"})
+            handover = out.hand_over(tx)
+        out.take(handover)
+        client.release.set()
+        await _until(lambda: len(client.sent) == 2, "the first prompt and the reply")
+        assert sorted(client.sent) == [(IDLE, "reply"), (room, "prompt 0")]
+        await asyncio.sleep(0.1)
+        assert len(client.sent) == 2, "the lane stopped before its next prompt"
+        await _until(lambda: len(client.sent) == 4, "the rest, after the quiet")
+        assert [body for r, body in client.sent if r == room] == ["prompt 0", "prompt 1",
+                                                                  "prompt 2"]
+    finally:
+        client.release.set()
+        stop.set()
+        out.wake()
         await running
